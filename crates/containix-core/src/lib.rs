@@ -1,0 +1,10 @@
+//! `containix-core`: the library behind containix.
+//!
+//! It turns a pod's annotations into a typed request, resolves that request to a Nix closure in
+//! the local store, and plans the rootfs and OCI spec that run exactly that closure. Frontends
+//! (the containerd shim, the CSI plugin and the CLI) stay thin and call into this crate.
+//!
+//! Modules follow the data flow: annotation -> request -> closure -> mount plan -> spec -> runtime.
+
+/// The version of containix, shared by every binary.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! A real, isolated test node for containix tests and benchmarks.
