@@ -8,3 +8,6 @@
 
 /// The version of containix, shared by every binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod nix32;
+pub mod store_path;
