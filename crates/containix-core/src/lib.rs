@@ -9,5 +9,8 @@
 /// The version of containix, shared by every binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod closure;
 pub mod nix32;
+pub mod path_info;
+pub mod resolved;
 pub mod store_path;
