@@ -10,7 +10,9 @@
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod closure;
+pub mod duration;
 pub mod nix32;
 pub mod path_info;
+pub mod policy;
 pub mod resolved;
 pub mod store_path;
