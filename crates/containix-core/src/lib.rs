@@ -15,4 +15,5 @@ pub mod nix32;
 pub mod path_info;
 pub mod policy;
 pub mod resolved;
+pub mod sbom;
 pub mod store_path;
