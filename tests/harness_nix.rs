@@ -12,6 +12,7 @@ use containix_testkit::fixtures::{
 use containix_testkit::nix_cli::NixCommand;
 use containix_testkit::nix_daemon::{self, NixDaemon};
 use containix_testkit::packages;
+use containix_testkit::synthetic_store::SyntheticGraph;
 
 fn stderr_of(err: &Error) -> &str {
     match err {
@@ -257,4 +258,20 @@ fn substitution_fails_when_the_cache_is_stopped() {
     assert!(stderr_of(&err).contains("unable to download"), "{err}");
     assert!(!is_valid_path(&built.out_path).unwrap());
     built.delete_from_store().unwrap();
+}
+
+#[test]
+fn synthetic_graph_of_2500_paths_imports_as_one_closure() {
+    let seed = u64::from(std::process::id()) << 32 | 0x2500;
+    let graph = SyntheticGraph::plan(2500, seed).unwrap();
+    graph.import().unwrap();
+    let closure = fixtures::query_requisites(&[graph.root()]).unwrap();
+    assert_eq!(closure.len(), 2500);
+    let data = std::fs::read_to_string(graph.paths[10].path.join("data")).unwrap();
+    assert!(
+        data.starts_with("synthetic store path /nix/store/"),
+        "{data}"
+    );
+    graph.delete_from_store().unwrap();
+    assert!(!is_valid_path(graph.root()).unwrap());
 }

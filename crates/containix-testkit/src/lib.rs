@@ -7,5 +7,6 @@ pub mod http_server;
 pub mod nix_cli;
 pub mod nix_daemon;
 pub mod packages;
+pub mod synthetic_store;
 
 pub use error::{Error, Result};
