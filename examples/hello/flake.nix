@@ -4,9 +4,11 @@
   # No inputs and no nixpkgs: this builds offline on a machine that only has Nix.
   #
   # The only tool is a static busybox, read from ./bb/busybox. That file is not committed (it is a
-  # binary, and each machine has its own architecture); scripts/setup-node.sh and the test harness
-  # put a copy of /bin/busybox (Debian's busybox-static) there. ./bb is a directory so the store
-  # copy keeps the file name `busybox`, which busybox needs to pick its applet from argv[0].
+  # binary, and each machine has its own architecture): scripts/setup-node.sh puts a copy of
+  # /bin/busybox (Debian's busybox-static) there, and the test harness builds a temporary copy of
+  # this directory with busybox added (crates/containix-testkit/src/fixtures.rs). ./bb is a
+  # directory so the store copy keeps the file name `busybox`, which busybox needs to pick its
+  # applet from argv[0].
   # Because ./bb/busybox is untracked, build this flake as a `path:` flake so Nix copies the
   # directory as it is instead of the files git tracks:
   #
