@@ -6,5 +6,7 @@
 //!
 //! Modules follow the data flow: annotation -> request -> closure -> mount plan -> spec -> runtime.
 
+pub mod flake_ref;
+
 /// The version of containix, shared by every binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
