@@ -6,7 +6,15 @@
 //!
 //! Modules follow the data flow: annotation -> request -> closure -> mount plan -> spec -> runtime.
 
-pub mod flake_ref;
-
 /// The version of containix, shared by every binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod closure;
+pub mod duration;
+pub mod flake_ref;
+pub mod nix32;
+pub mod path_info;
+pub mod policy;
+pub mod resolved;
+pub mod sbom;
+pub mod store_path;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole containix suite, from a fresh clone on a fresh Debian 12 machine, as root:
+# installs what it needs, checks formatting and lints, runs every unit, integration and
+# end-to-end test against a real node (nix-daemon, containerd with CRI, runc), then gives every
+# fuzz target a short smoke run. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup-node.sh
+if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "format"
+cargo fmt --all -- --check
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "binaries (the test node puts the shim on containerd's PATH)"
+cargo build --workspace --bins --locked
+step "tests"
+cargo test --workspace --locked
+step "fuzz smoke"
+scripts/fuzz-smoke.sh "${CONTAINIX_FUZZ_SECONDS:-15}"
