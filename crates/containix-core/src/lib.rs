@@ -9,11 +9,14 @@
 /// The version of containix, shared by every binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod annotations;
 pub mod closure;
 pub mod duration;
+pub mod flake_ref;
 pub mod nix32;
 pub mod path_info;
 pub mod policy;
+pub mod request;
 pub mod resolved;
 pub mod sbom;
 pub mod store_path;
