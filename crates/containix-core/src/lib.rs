@@ -8,3 +8,5 @@
 
 /// The version of containix, shared by every binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod oci_image;
