@@ -726,14 +726,14 @@ mod tests {
         assert_eq!(manifest_descriptor.size(), manifest_bytes.len() as u64);
 
         let manifest = ImageManifest::from_reader(manifest_bytes).unwrap();
-        let config_bytes = blob(&files, &manifest.config().digest().to_string());
+        let config_bytes = blob(&files, manifest.config().digest().as_ref());
         assert_eq!(manifest.config().size(), config_bytes.len() as u64);
         let config = ImageConfiguration::from_reader(config_bytes).unwrap();
 
         assert_eq!(manifest.layers().len(), 2);
         let diff_ids = config.rootfs().diff_ids();
         for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
-            let compressed = blob(&files, &layer.digest().to_string());
+            let compressed = blob(&files, layer.digest().as_ref());
             assert_eq!(layer.size(), compressed.len() as u64);
             assert_eq!(&sha256_digest(&gunzip(compressed)), diff_id);
         }
@@ -767,7 +767,7 @@ mod tests {
         let image = sample_builder().build().unwrap();
         let files = unpack(image.tar());
         let manifest = ImageManifest::from_reader(blob(&files, image.manifest_digest())).unwrap();
-        let layer = gunzip(blob(&files, &manifest.layers()[0].digest().to_string()));
+        let layer = gunzip(blob(&files, manifest.layers()[0].digest().as_ref()));
         let mut archive = tar::Archive::new(layer.as_slice());
         let entries: Vec<_> = archive
             .entries()
@@ -809,7 +809,7 @@ mod tests {
         let [layer] = manifest.layers().as_slice() else {
             panic!("expected one layer in {manifest:?}");
         };
-        let layer = gunzip(blob(&files, &layer.digest().to_string()));
+        let layer = gunzip(blob(&files, layer.digest().as_ref()));
         assert_eq!(
             tar::Archive::new(layer.as_slice())
                 .entries()
@@ -818,7 +818,7 @@ mod tests {
             0
         );
         let config =
-            ImageConfiguration::from_reader(blob(&files, &manifest.config().digest().to_string()))
+            ImageConfiguration::from_reader(blob(&files, manifest.config().digest().as_ref()))
                 .unwrap();
         let container = config.config().clone().unwrap_or_default();
         assert_eq!(container.entrypoint(), &None);
