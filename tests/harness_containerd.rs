@@ -2,12 +2,14 @@
 //! host-network pods with real runc, from images we built and imported ourselves, and leaves no
 //! process, mount or directory behind. Every test starts its own instance.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use containix_core::oci_image::EMPTY_IMAGE_NAME;
 use containix_testkit::containerd::{
-    Containerd, ContainerdOptions, instance_processes, mounts_under,
+    CONTAINIX_RUNTIME_HANDLER, CONTAINIX_SHIM_BINARY, Containerd, ContainerdOptions,
+    instance_processes, mounts_under,
 };
 use containix_testkit::cri::proto::{self, ContainerState};
 use containix_testkit::cri::{ContainerLog, ContainerSpec, CriClient, PodSandboxSpec};
@@ -232,4 +234,32 @@ async fn dropping_a_node_without_stop_kills_and_unmounts_everything() {
     assert_eq!(mounts_under(&dir), Vec::<PathBuf>::new());
     assert_eq!(instance_processes(&dir), vec![]);
     assert!(!dir.exists(), "{} still exists", dir.display());
+}
+
+#[tokio::test]
+async fn the_configured_shim_binary_is_on_containerds_path() {
+    let shim_dir = tempfile::tempdir().unwrap();
+    let shim = shim_dir.path().join("built-shim");
+    std::fs::write(&shim, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let options = ContainerdOptions {
+        shim_binary: Some(shim.clone()),
+        ..Default::default()
+    };
+    let node = Containerd::start(options).await.unwrap();
+    let link = node.layout().bin().join(CONTAINIX_SHIM_BINARY);
+    assert_eq!(std::fs::canonicalize(&link).unwrap(), shim);
+
+    // containerd finds the handler and executes our binary, which fails: RunPodSandbox fails
+    // for that reason, not for a missing handler or binary, and leaves nothing behind.
+    let config = PodSandboxSpec::new("containix").build();
+    let error = node
+        .cri()
+        .run_pod_sandbox(&config, CONTAINIX_RUNTIME_HANDLER)
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("failed to start shim"), "{message}");
+    assert!(message.contains("exit status 1"), "{message}");
+    stop_cleanly(node).await;
 }
