@@ -14,6 +14,7 @@ pub mod closure;
 pub mod duration;
 pub mod flake_ref;
 pub mod nix32;
+pub mod oci_image;
 pub mod path_info;
 pub mod policy;
 pub mod request;
