@@ -12,6 +12,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod annotations;
 pub mod closure;
 pub mod duration;
+pub mod flake_eval;
 pub mod flake_ref;
 pub mod nix32;
 pub mod oci_image;
