@@ -12,5 +12,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod closure;
 pub mod nix32;
 pub mod path_info;
+pub mod plan;
+pub mod program;
 pub mod resolved;
 pub mod store_path;
+pub mod store_view;
