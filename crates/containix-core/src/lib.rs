@@ -9,6 +9,7 @@
 /// The version of containix, shared by every binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod bundle;
 pub mod closure;
 pub mod nix32;
 pub mod path_info;
