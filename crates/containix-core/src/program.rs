@@ -256,3 +256,48 @@ pub fn within_closure(closure: &Closure) -> impl Fn(&Path) -> bool + '_ {
                 .is_some_and(|(member, _)| closure.contains(&member))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::fixtures::{example, store_path};
+
+    #[test]
+    fn bin_dirs_are_the_roots_that_have_one() {
+        let ex = example();
+        let roots = [ex.app.clone(), ex.data.clone(), ex.cacert.clone()];
+        let dirs = bin_dirs(&ex.store, &ex.resolved.closure, &roots).unwrap();
+        assert_eq!(dirs, [ex.app.as_path().join("bin")]);
+    }
+
+    #[test]
+    fn only_closure_dirs_of_a_path_are_searched() {
+        let ex = example();
+        let value = format!(
+            "/usr/bin:{}/bin:{}/bin::relative:{}/sbin",
+            ex.lib,
+            store_path("elsewhere"),
+            ex.app
+        );
+        assert_eq!(
+            closure_path_dirs(&ex.resolved.closure, &value),
+            [ex.lib.as_path().join("bin"), ex.app.as_path().join("sbin")]
+        );
+    }
+
+    #[test]
+    fn shell_lookup_takes_the_first_match() {
+        let ex = example();
+        let store = ex.store.clone().file(format!("{}/bin/app", ex.lib), true);
+        let dirs = [ex.lib.as_path().join("bin"), ex.app.as_path().join("bin")];
+        let found = find_on_path(&store, &ex.resolved.closure, "command", "app", &dirs).unwrap();
+        assert_eq!(found, ex.lib.as_path().join("bin/app"));
+        let err = find_on_path(&store, &ex.resolved.closure, "command", "nope", &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "command \"nope\" was not found in the closure; looked in nowhere (no root output has a bin directory)"
+        );
+    }
+}

@@ -79,7 +79,7 @@ pub fn check_mounts(
             reason,
         };
         let normal = normalize_destination(destination).map_err(invalid)?;
-        if normal != *destination {
+        if normal.as_os_str() != destination.as_os_str() {
             return Err(invalid("is not normalised"));
         }
         if !seen.insert(normal) {
@@ -127,6 +127,48 @@ mod tests {
             let err = normalize_destination(Path::new(bad)).unwrap_err();
             assert!(err.contains(reason), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn planned_mounts_stay_in_bounds() {
+        use super::super::fixtures::{base_mount, example};
+        use super::super::mounts::{CLOSURE_BIND_OPTIONS, bind};
+        let ex = example();
+        let state = Path::new("/run/containix/c1");
+        let good = [
+            bind(ex.app.as_path(), ex.app.as_path(), &CLOSURE_BIND_OPTIONS).unwrap(),
+            bind(&state.join("passwd"), Path::new("/etc/passwd"), &[]).unwrap(),
+        ];
+        check_mounts(&good, &ex.resolved.closure, state).unwrap();
+        let outside = format!("{}/bin", ex.app);
+        let cases = [
+            (
+                base_mount("/etc/x", "bind", "/etc/shadow"),
+                "outside the closure",
+            ),
+            (
+                base_mount("/etc/x", "bind", &outside),
+                "outside the closure",
+            ),
+            (
+                base_mount("/etc/x", "bind", "/run/containix/c1/../../x"),
+                "outside the closure",
+            ),
+            (
+                base_mount("/etc/../x", "bind", "/run/containix/c1/a"),
+                "'..'",
+            ),
+            (base_mount("/etc//x", "tmpfs", "tmpfs"), "not normalised"),
+        ];
+        for (mount, reason) in cases {
+            let err = check_mounts(&[mount.clone()], &ex.resolved.closure, state)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(reason), "{mount:?}: {err}");
+        }
+        let twice = [good[0].clone(), good[0].clone()];
+        let err = check_mounts(&twice, &ex.resolved.closure, state).unwrap_err();
+        assert!(err.to_string().contains("planned twice"), "{err}");
     }
 
     #[test]
