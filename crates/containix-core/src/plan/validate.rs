@@ -161,7 +161,7 @@ mod tests {
             (base_mount("/etc//x", "tmpfs", "tmpfs"), "not normalised"),
         ];
         for (mount, reason) in cases {
-            let err = check_mounts(&[mount.clone()], &ex.resolved.closure, state)
+            let err = check_mounts(std::slice::from_ref(&mount), &ex.resolved.closure, state)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(reason), "{mount:?}: {err}");
