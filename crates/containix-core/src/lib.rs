@@ -10,6 +10,7 @@
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod annotations;
+pub mod bundle;
 pub mod closure;
 pub mod duration;
 pub mod flake_eval;
@@ -17,8 +18,11 @@ pub mod flake_ref;
 pub mod nix32;
 pub mod oci_image;
 pub mod path_info;
+pub mod plan;
 pub mod policy;
+pub mod program;
 pub mod request;
 pub mod resolved;
 pub mod sbom;
 pub mod store_path;
+pub mod store_view;
