@@ -19,5 +19,7 @@ step "binaries (the test node puts the shim on containerd's PATH)"
 cargo build --workspace --bins --locked
 step "tests"
 cargo test --workspace --locked
+step "the README's main job (the example flake's program in a pod)"
+target/debug/containix-example
 step "fuzz smoke"
 scripts/fuzz-smoke.sh "${CONTAINIX_FUZZ_SECONDS:-15}"
