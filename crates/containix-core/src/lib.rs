@@ -10,6 +10,8 @@
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod closure;
+pub mod closure_query;
+pub mod daemon;
 pub mod nix32;
 pub mod path_info;
 pub mod resolved;
