@@ -621,3 +621,18 @@ async fn closures_are_walked_level_by_level() {
     drop(client);
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_cancelled_pipeline_leaves_the_connection_broken() {
+    let (mut client, mut daemon) = connect(V34, 4096).await;
+    let paths = [path("a"), path("b")];
+    tokio::select! {
+        _ = client.query_path_infos(&paths) => panic!("the fake daemon never replies"),
+        op = daemon.reader.u64("opcode") => assert_eq!(op.unwrap(), 26),
+    }
+    assert!(client.is_broken());
+    assert!(matches!(
+        client.is_valid_path(&paths[0]).await,
+        Err(DaemonError::Broken)
+    ));
+}

@@ -37,18 +37,15 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> DaemonClient<S> {
         }
         let mut reader = self.begin(Opcode::QueryPathInfo)?;
         let expected: Vec<StorePath> = paths.to_vec();
-        let task = tokio::spawn(async move {
+        let mut task = AbortOnDrop(tokio::spawn(async move {
             let outcome = read_replies(&mut reader, &expected).await;
             (reader, outcome)
-        });
+        }));
 
-        let written = write_requests(&mut self.writer, paths).await;
-        if let Err(err) = written {
-            // The reader may wait for replies that never come; the connection is lost anyway.
-            task.abort();
-            return Err(err);
-        }
-        let (reader, outcome): ReaderOutcome<S> = match task.await {
+        // If writing fails, the guard aborts the reader, which may wait for replies that never
+        // come; the connection stays broken.
+        write_requests(&mut self.writer, paths).await?;
+        let (reader, outcome): ReaderOutcome<S> = match (&mut task.0).await {
             Ok(done) => done,
             Err(join) => {
                 return Err(DaemonError::Io(std::io::Error::other(format!(
@@ -64,6 +61,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> DaemonClient<S> {
         }
         tracing::trace!(count = infos.len(), "pipelined QueryPathInfo");
         Ok(infos)
+    }
+}
+
+/// Aborts the reader task when the pipeline is cancelled or fails, so it never outlives it
+/// waiting for replies to requests that were not sent.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
