@@ -8,7 +8,7 @@ use std::process::Command;
 
 use containix_core::closure_query::{ClosureQueryError, query_closure};
 use containix_core::daemon::{
-    BuildMode, DaemonClient, DaemonError, DaemonOptions, DerivedPath, ProtocolVersion,
+    BuildMode, BuildStatus, DaemonClient, DaemonError, DaemonOptions, DerivedPath, ProtocolVersion,
 };
 use containix_core::nix32;
 use containix_core::store_path::StorePath;
@@ -269,4 +269,79 @@ async fn daemon_errors_are_typed_and_leave_the_connection_usable() {
         Err(err) => assert!(!err.is_connection_lost(), "{err}"),
     }
     assert!(client.is_valid_path(&make_closure()).await.unwrap());
+}
+
+/// Instantiates a derivation whose builder is a static busybox added to the store; its output
+/// refers to the busybox path. Returns the .drv path.
+fn make_derivation() -> StorePath {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
+    let nonce = format!("{}-{}", std::process::id(), rand_suffix());
+    let expr = format!(
+        r#"let bb = builtins.path {{ path = "{dir}"; name = "containix-busybox"; }};
+           in derivation {{
+             name = "containix-test-build-{nonce}";
+             system = builtins.currentSystem;
+             builder = "${{bb}}/busybox";
+             args = [ "sh" "-c" "echo ${{bb}} > $out" ];
+           }}"#,
+        dir = dir.path().display()
+    );
+    let out = run("nix-instantiate", &["-E", &expr]);
+    StorePath::parse(out.trim()).unwrap()
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[tokio::test]
+async fn builds_report_results_and_progress() {
+    let drv = make_derivation();
+    let mut client = connect().await;
+    let mut options = DaemonOptions::default();
+    options
+        .overrides
+        .insert("substituters".into(), String::new());
+    client.set_options(&options).await.unwrap();
+    let progress = client.progress();
+    let wanted = DerivedPath::built(drv.clone(), ["out"]).unwrap();
+    let results = client
+        .build_paths_with_results(std::slice::from_ref(&wanted), BuildMode::Normal)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    let (built, result) = &results[0];
+    assert_eq!(built, &wanted);
+    assert_eq!(result.status, BuildStatus::Built, "{result:?}");
+    assert_eq!(result.times_built, 1);
+    assert!(
+        result.built_outputs.keys().any(|id| id.ends_with("!out")),
+        "{result:?}"
+    );
+    let snapshot = progress.borrow().clone();
+    assert!(snapshot.paths_done >= 1, "{snapshot:?}");
+
+    let output =
+        StorePath::parse(run("nix-store", &["-q", "--outputs", drv.as_str()]).trim()).unwrap();
+    let closure = query_closure(&mut client, std::slice::from_ref(&output))
+        .await
+        .unwrap();
+    assert_eq!(
+        closure.len(),
+        2,
+        "{:?}",
+        closure.paths().collect::<Vec<_>>()
+    );
+    assert!(closure.paths().any(|p| p.name() == "containix-busybox"));
+
+    // Building again finds the output valid.
+    let again = client
+        .build_paths_with_results(&[wanted], BuildMode::Normal)
+        .await
+        .unwrap();
+    assert_eq!(again[0].1.status, BuildStatus::AlreadyValid);
 }
