@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::daemon::stderr::strip_ansi;
 use crate::flake_ref::FlakeInstallable;
 use crate::policy::NodePolicy;
 use crate::store_path::{StorePath, StorePathError};
@@ -302,26 +303,6 @@ fn error_message(stderr: &[u8]) -> String {
         start += 1;
     }
     format!("...{}", &text[start..])
-}
-
-/// Removes ANSI escape sequences (`ESC [ ... letter`) that nix uses for colour.
-pub(crate) fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod annotations;
 pub mod bundle;
 pub mod closure;
+pub mod closure_query;
+pub mod daemon;
 pub mod duration;
 pub mod flake_eval;
 pub mod flake_ref;
