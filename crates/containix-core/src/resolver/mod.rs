@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 
 use tokio::sync::watch;
 
-use crate::daemon::DaemonClient;
+use crate::daemon::{DaemonClient, DaemonError};
 use crate::flake_eval::{self, EvalError, FlakeEvaluation};
 use crate::flake_ref::{AttrPath, FlakeInstallable, FlakeRef};
 use crate::gc_roots::{GcRootError, GcRoots};
@@ -257,7 +257,7 @@ impl Resolver {
                     return Err(ResolveError::Daemon {
                         container: run.container.to_owned(),
                         step: Step::Building(vec![target.evaluation.drv_path.clone()]),
-                        source: crate::daemon::DaemonError::InvalidRequest(format!(
+                        source: DaemonError::InvalidRequest(format!(
                             "the derivation {} evaluation produced is no longer in the store",
                             target.evaluation.drv_path
                         )),
@@ -338,7 +338,7 @@ impl Resolver {
         let step = Step::Connecting(socket.clone());
         let client = run
             .step(step.clone(), async {
-                let mut client = DaemonClient::connect(&socket).await?;
+                let mut client = connect_retrying(&socket).await?;
                 if !self.daemon_settings.is_empty() {
                     let options = crate::daemon::DaemonOptions {
                         overrides: self.daemon_settings.clone(),
@@ -434,11 +434,31 @@ impl Resolver {
     }
 }
 
+/// Connects, retrying while the daemon's listen queue is full (`EAGAIN`: many resolutions
+/// started at once); the caller's deadline bounds the retries.
+async fn connect_retrying(socket: &std::path::Path) -> Result<DaemonClient, DaemonError> {
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match DaemonClient::connect(socket).await {
+            Err(DaemonError::Connect { source, .. })
+                if source.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn from_evaluation(evaluation: FlakeEvaluation) -> CachedEvaluation {
     CachedEvaluation {
         main_program: evaluation.default_program(),
         package_name: evaluation.package_name(),
-        package_version: evaluation.version.clone(),
+        package_version: evaluation.version.clone().or_else(|| {
+            let name = evaluation.name.as_deref()?;
+            crate::sbom::parse_drv_name(name).1.map(str::to_owned)
+        }),
         drv_path: evaluation.drv_path,
         outputs: evaluation.outputs,
     }
@@ -467,12 +487,12 @@ pub(crate) struct Run<'a> {
 
 /// An error inside a step: a daemon error the caller maps, or a finished resolve error.
 pub(crate) enum StepError {
-    Daemon(crate::daemon::DaemonError),
+    Daemon(DaemonError),
     Resolve(ResolveError),
 }
 
-impl From<crate::daemon::DaemonError> for StepError {
-    fn from(err: crate::daemon::DaemonError) -> Self {
+impl From<DaemonError> for StepError {
+    fn from(err: DaemonError) -> Self {
         Self::Daemon(err)
     }
 }
