@@ -344,9 +344,9 @@ async fn stopped_cache_error_names_the_path() {
     assert!(matches!(err, ResolveError::Substitute { .. }), "{message}");
     assert!(
         message.starts_with(&format!(
-            "container app: {} could not be substituted",
+            "container app: {} could not be substituted from this node's binary caches",
             built.out_path.display()
-        )),
+        )) && message.contains("trusted-public-keys"),
         "{message}"
     );
     assert!(!is_valid_path(&built.out_path).unwrap());
@@ -548,4 +548,38 @@ async fn evaluation_errors_carry_nix_s_message() {
         "{message}"
     );
     assert!(message.contains("nope"), "{message}");
+}
+
+#[tokio::test]
+async fn stale_cache_entry_is_evaluated_again() {
+    let built = Fixture::Diamond.build_isolated().unwrap();
+    let installable = locked_ref(&built);
+    let node = Node::new("");
+    let resolver = node.resolver();
+    let request = request(flake(&installable));
+    let first = resolver.resolve(&request).await.unwrap().into_unrooted();
+    assert_eq!(node.nix_runs(), 1);
+    // Collect the outputs and the derivations the cache entry names; keep the flake source.
+    let doomed: Vec<&PathBuf> = built
+        .created_store_paths()
+        .unwrap()
+        .iter()
+        .filter(|p| !p.to_str().unwrap().ends_with("-source"))
+        .collect();
+    NixCommand::nix_store()
+        .arg("--delete")
+        .args(doomed)
+        .run()
+        .unwrap();
+    assert!(!is_valid_path(&built.drv_path).unwrap());
+    let second = resolver.resolve(&request).await.unwrap().into_unrooted();
+    assert_eq!(
+        node.nix_runs(),
+        2,
+        "the stale entry was not evaluated again"
+    );
+    assert_eq!(second.roots, first.roots);
+    assert_eq!(second.closure.len(), built.closure.len());
+    assert!(is_valid_path(&built.out_path).unwrap());
+    built.delete_from_store().unwrap();
 }

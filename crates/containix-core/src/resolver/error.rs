@@ -74,8 +74,9 @@ pub enum ResolveError {
     },
     /// A path could not be substituted (`EnsurePath` failed).
     #[error(
-        "container {container}: {path} could not be substituted from this node's binary caches: \
-         {message}"
+        "container {container}: {path} could not be substituted from this node's binary caches \
+         (no cache has it, a cache is unreachable, or its signature is not by a key in \
+         trusted-public-keys; the nix-daemon's log says which): {message}"
     )]
     Substitute {
         /// The container.

@@ -265,7 +265,13 @@ impl Resolver {
                 }
             }
         }
-        let roots: Vec<StorePath> = targets.iter().flat_map(|t| t.roots()).collect();
+        // Two package names may name the same package: each root once, in order.
+        let mut seen = std::collections::BTreeSet::new();
+        let roots: Vec<StorePath> = targets
+            .iter()
+            .flat_map(|t| t.roots())
+            .filter(|root| seen.insert(root.clone()))
+            .collect();
         let first = &targets[0].evaluation;
         let resolved_meta = (
             first.main_program.clone(),
