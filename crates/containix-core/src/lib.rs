@@ -25,6 +25,7 @@ pub mod policy;
 pub mod program;
 pub mod request;
 pub mod resolved;
+pub mod rootfs;
 pub mod sbom;
 pub mod store_path;
 pub mod store_view;
