@@ -105,7 +105,11 @@ pub fn bundle_plan(
         let store_in_rootfs = rootfs::store_dir_in(&bundle.join("rootfs"));
         spec_plan.mounts.insert(
             0,
-            bind(&store_in_rootfs, Path::new(STORE_DIR), &CLOSURE_BIND_OPTIONS)?,
+            bind(
+                &store_in_rootfs,
+                Path::new(STORE_DIR),
+                &CLOSURE_BIND_OPTIONS,
+            )?,
         );
     }
     Ok((base, spec_plan))
@@ -138,7 +142,10 @@ pub fn absolute_dir(dir: &Path, what: &str) -> Result<PathBuf> {
         }
     }
     if normal.parent().is_none() {
-        bail!("{what} {}: expected a directory of its own, not /", dir.display());
+        bail!(
+            "{what} {}: expected a directory of its own, not /",
+            dir.display()
+        );
     }
     Ok(normal)
 }
@@ -148,7 +155,8 @@ pub fn absolute_dir(dir: &Path, what: &str) -> Result<PathBuf> {
 pub fn check_out_dir(out: &Path) -> Result<bool> {
     match fs::symlink_metadata(out) {
         Ok(meta) if meta.is_dir() => {
-            let mut entries = fs::read_dir(out).with_context(|| format!("--out {}", out.display()))?;
+            let mut entries =
+                fs::read_dir(out).with_context(|| format!("--out {}", out.display()))?;
             if entries.next().is_some() {
                 bail!(
                     "--out {}: the directory is not empty; expected a new or empty directory",
@@ -189,14 +197,31 @@ pub async fn assemble(
     reporter: &Reporter,
 ) -> Result<(LinkMode, Populated, SpecPlan)> {
     let (_, spec_plan) = bundle_plan(resolved, out, link, entrypoint, args)?;
-    let first = write_bundle(out, existed, resolved, &spec_plan, link, client.as_deref_mut(), reporter).await;
+    let first = write_bundle(
+        out,
+        existed,
+        resolved,
+        &spec_plan,
+        link,
+        client.as_deref_mut(),
+        reporter,
+    )
+    .await;
     match first {
         Ok(populated) => Ok((link, populated, spec_plan)),
         Err(WriteError::Rootfs(RootfsError::Hardlink { .. })) if fallback => {
             let (_, spec_plan) = bundle_plan(resolved, out, LinkMode::Copy, entrypoint, args)?;
-            let populated = write_bundle(out, existed, resolved, &spec_plan, LinkMode::Copy, client, reporter)
-                .await
-                .map_err(anyhow::Error::from)?;
+            let populated = write_bundle(
+                out,
+                existed,
+                resolved,
+                &spec_plan,
+                LinkMode::Copy,
+                client,
+                reporter,
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
             Ok((LinkMode::Copy, populated, spec_plan))
         }
         Err(err) => Err(err.into()),
@@ -288,7 +313,11 @@ async fn write_inner(
 
 /// Symlinks `<state>/gcroots/<n>` to each root and registers them as indirect GC roots, so the
 /// closure stays in the store while the bundle exists (removing the bundle removes the roots).
-async fn add_gc_roots(state_dir: &Path, resolved: &Resolved, client: &mut DaemonClient) -> Result<()> {
+async fn add_gc_roots(
+    state_dir: &Path,
+    resolved: &Resolved,
+    client: &mut DaemonClient,
+) -> Result<()> {
     let dir = state_dir.join("gcroots");
     fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (index, root) in resolved.roots.iter().enumerate() {

@@ -59,8 +59,18 @@ mod tests {
             .iter()
             .map(|m| m["destination"].as_str().unwrap())
             .collect();
-        for wanted in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"] {
-            assert!(destinations.contains(&wanted), "{wanted} in {destinations:?}");
+        for wanted in [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/shm",
+            "/dev/mqueue",
+            "/sys",
+        ] {
+            assert!(
+                destinations.contains(&wanted),
+                "{wanted} in {destinations:?}"
+            );
         }
         let namespaces: Vec<&str> = json["linux"]["namespaces"]
             .as_array()

@@ -58,10 +58,11 @@ async fn resolve_inner(
     let (roots, facts) = match &request.source {
         Source::StorePaths(paths) => {
             for path in paths {
-                client
-                    .ensure_path(path)
-                    .await
-                    .with_context(|| format!("--store-paths: {path} is not in the store and could not be substituted"))?;
+                client.ensure_path(path).await.with_context(|| {
+                    format!(
+                        "--store-paths: {path} is not in the store and could not be substituted"
+                    )
+                })?;
             }
             let name = paths
                 .first()
@@ -129,7 +130,10 @@ fn facts_of(evaluation: &FlakeEvaluation) -> Facts {
 
 /// Makes the evaluated outputs valid (substituting or building as the daemon allows) and
 /// returns them, `out` first.
-async fn realise(client: &mut DaemonClient, evaluation: &FlakeEvaluation) -> Result<Vec<StorePath>> {
+async fn realise(
+    client: &mut DaemonClient,
+    evaluation: &FlakeEvaluation,
+) -> Result<Vec<StorePath>> {
     let mut roots: Vec<StorePath> = Vec::new();
     if let Some(out) = evaluation.outputs.get("out") {
         roots.push(out.clone());

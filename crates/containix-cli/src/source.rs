@@ -25,23 +25,11 @@ use containix_core::store_path::StorePath;
 /// The container name given to requests built from command-line arguments.
 pub const CLI_CONTAINER: &str = "cli";
 
-/// Where the closure comes from: exactly one of a flake installable, store paths, packages or
-/// an annotations file.
+/// Where the closure comes from, and how long resolving it may take.
 #[derive(clap::Args, Debug, Clone)]
-#[group(id = "source", required = false, multiple = false)]
 pub struct SourceArgs {
-    /// A flake installable: `github:org/app#pkg`, `path:./dir`, `./dir#pkg`.
-    #[arg(value_name = "FLAKE-REF", group = "source")]
-    pub reference: Option<String>,
-    /// Pinned store paths instead of a flake (no evaluation).
-    #[arg(long, value_name = "PATH", num_args = 1.., group = "source")]
-    pub store_paths: Vec<String>,
-    /// Package attribute names in the node policy's package set (`package-set`).
-    #[arg(long, value_name = "NAME", num_args = 1.., group = "source")]
-    pub packages: Vec<String>,
-    /// A file of pod annotations: `key=value` lines or a JSON object.
-    #[arg(long, value_name = "FILE", group = "source")]
-    pub annotations: Option<PathBuf>,
+    #[command(flatten)]
+    pub pick: SourcePick,
     /// With --annotations: the container whose request is used.
     #[arg(long, value_name = "NAME", requires = "annotations")]
     pub container: Option<String>,
@@ -50,13 +38,31 @@ pub struct SourceArgs {
     pub timeout: Option<String>,
 }
 
+/// Exactly one of a flake installable, store paths, packages or an annotations file.
+#[derive(clap::Args, Debug, Clone)]
+#[group(id = "source", required = false, multiple = false)]
+pub struct SourcePick {
+    /// A flake installable: `github:org/app#pkg`, `path:./dir`, `./dir#pkg`.
+    #[arg(value_name = "FLAKE-REF")]
+    pub reference: Option<String>,
+    /// Pinned store paths instead of a flake (no evaluation).
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub store_paths: Vec<String>,
+    /// Package attribute names in the node policy's package set (`package-set`).
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    pub packages: Vec<String>,
+    /// A file of pod annotations: `key=value` lines or a JSON object.
+    #[arg(long, value_name = "FILE")]
+    pub annotations: Option<PathBuf>,
+}
+
 impl SourceArgs {
     /// Exits with a usage error (status 2) unless a source was given.
     pub fn require(&self) {
-        let given = self.reference.is_some()
-            || !self.store_paths.is_empty()
-            || !self.packages.is_empty()
-            || self.annotations.is_some();
+        let given = self.pick.reference.is_some()
+            || !self.pick.store_paths.is_empty()
+            || !self.pick.packages.is_empty()
+            || self.pick.annotations.is_some();
         if !given {
             crate::usage_error(
                 "no source given; expected a FLAKE-REF, --store-paths, --packages or --annotations",
@@ -75,7 +81,7 @@ impl SourceArgs {
         let entrypoint = entrypoint
             .map(|text| Entrypoint::parse(text).map_err(|err| anyhow!("--entrypoint: {err}")))
             .transpose()?;
-        let mut request = if let Some(file) = &self.annotations {
+        let mut request = if let Some(file) = &self.pick.annotations {
             annotations_request(file, self.container.as_deref())?
         } else {
             Request {
@@ -98,14 +104,14 @@ impl SourceArgs {
     }
 
     fn source(&self) -> Result<Source> {
-        if let Some(reference) = &self.reference {
+        if let Some(reference) = &self.pick.reference {
             let installable =
                 FlakeInstallable::parse(reference).map_err(|err| anyhow!("FLAKE-REF: {err}"))?;
             return Ok(Source::Flake(installable));
         }
-        if !self.store_paths.is_empty() {
+        if !self.pick.store_paths.is_empty() {
             let mut paths = Vec::new();
-            for text in &self.store_paths {
+            for text in &self.pick.store_paths {
                 let path = StorePath::parse(text).map_err(|err| anyhow!("--store-paths: {err}"))?;
                 if !paths.contains(&path) {
                     paths.push(path);
@@ -113,9 +119,9 @@ impl SourceArgs {
             }
             return Ok(Source::StorePaths(paths));
         }
-        if !self.packages.is_empty() {
+        if !self.pick.packages.is_empty() {
             let mut packages = Vec::new();
-            for text in &self.packages {
+            for text in &self.pick.packages {
                 let package =
                     PackageName::parse(text).map_err(|err| anyhow!("--packages: {err}"))?;
                 if !packages.contains(&package) {
@@ -240,7 +246,9 @@ fn user_state_dir() -> Result<PathBuf> {
                 .map(|home| PathBuf::from(home).join(".cache"))
         })
         .filter(|dir| dir.is_absolute())
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("containix-{}", nix::unistd::getuid())));
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("containix-{}", nix::unistd::getuid()))
+        });
     let dir = base.join("containix");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
@@ -272,7 +280,11 @@ mod tests {
         assert_eq!(map["containix.dev/timeout"], "90s");
         let json = r#"{"containix.dev/store-paths": "/nix/store/x"}"#;
         assert_eq!(parse_annotations_file(json).unwrap().len(), 1);
-        assert!(parse_annotations_file("no equals sign").unwrap_err().contains("line 1"));
+        assert!(
+            parse_annotations_file("no equals sign")
+                .unwrap_err()
+                .contains("line 1")
+        );
         assert!(parse_annotations_file("{\"a\": 1}").is_err());
     }
 

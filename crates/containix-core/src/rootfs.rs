@@ -165,7 +165,10 @@ pub fn populate(
     if fs::symlink_metadata(&store).is_ok() {
         return Err(RootfsError::AlreadyPopulated { path: store });
     }
-    let nix_dir = store.parent().expect("nix/store has a parent").to_path_buf();
+    let nix_dir = store
+        .parent()
+        .expect("nix/store has a parent")
+        .to_path_buf();
     let created_nix = fs::symlink_metadata(&nix_dir).is_err();
     let result = populate_store(&store, closure, mode, progress);
     if result.is_err() {
@@ -333,9 +336,12 @@ fn unescape_mountinfo(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
-            let value = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            let value =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(value);
             i += 4;
         } else {
@@ -409,7 +415,10 @@ mod tests {
     #[test]
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_mountinfo(r"/tmp/a\040b"), "/tmp/a b");
-        assert_eq!(unescape_mountinfo(r"/tmp/back\134slash"), r"/tmp/back\slash");
+        assert_eq!(
+            unescape_mountinfo(r"/tmp/back\134slash"),
+            r"/tmp/back\slash"
+        );
         assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
         assert_eq!(unescape_mountinfo(r"/trailing\04"), r"/trailing\04");
     }

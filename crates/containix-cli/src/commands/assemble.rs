@@ -75,7 +75,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     args.source.require();
-    let out = args.out.as_deref().expect("clap requires --out without --remove");
+    let out = args
+        .out
+        .as_deref()
+        .expect("clap requires --out without --remove");
     let out = absolute_dir(out, "--out")?;
     let existed = check_out_dir(&out)?;
     let request = args.source.request(args.entrypoint.as_deref())?;
