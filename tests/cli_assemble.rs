@@ -303,3 +303,37 @@ fn bad_inputs_fail_clearly_and_leave_nothing_behind() {
     assert!(out.is_dir() && listing(&out).is_empty());
     assert!(mounts_under(tmp.path()).is_empty());
 }
+
+#[test]
+fn run_stops_the_container_and_cleans_up_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let hello = fixtures::example_hello().unwrap();
+    let busybox = hello
+        .closure
+        .iter()
+        .find(|p| fixtures::store_path_name(p) == Some("busybox"))
+        .unwrap()
+        .display()
+        .to_string();
+    let mut child = Command::new(containix_bin())
+        .args(["run", "--store-paths", &busybox, "--entrypoint", "/busybox"])
+        .args(["--", "sh", "-c", "echo started; exec /busybox sleep 600"])
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
+    assert!(mounts_under(tmp.path()).is_empty());
+}

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use containix_core::rootfs::{self, LinkMode};
 use tokio::process::Command;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::assembly::{self, remove_bundle};
 use crate::progress::Reporter;
@@ -85,7 +85,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let reporter: &'static Reporter = Box::leak(Box::new(Reporter::new(args.progress)));
     let runtime = crate::runtime()?;
     runtime.block_on(async {
-        let resolution = resolve(&request, &policy, reporter).await?;
+        // From here on SIGINT and SIGTERM no longer kill containix: they stop the run, and
+        // everything made so far is removed.
+        let mut stop = Stop::install()?;
+        let resolution = tokio::select! {
+            resolution = resolve(&request, &policy, reporter) => resolution?,
+            signal = stop.recv() => return Ok(ExitCode::from(128 + signal)),
+        };
         let workspace = Workspace::create()?;
         let result = async {
             assembly::assemble(
@@ -100,7 +106,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 reporter,
             )
             .await?;
-            run_container(&workspace.bundle(), &workspace.runc_root()).await
+            if let Some(signal) = stop.pending().await {
+                return Ok(ExitCode::from(128 + signal));
+            }
+            run_container(&workspace.bundle(), &workspace.runc_root(), &mut stop).await
         }
         .await;
         let removed = workspace.remove();
@@ -112,6 +121,38 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
+/// SIGINT and SIGTERM, caught for the whole run.
+struct Stop {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Stop {
+    fn install() -> Result<Stop> {
+        Ok(Stop {
+            interrupt: signal(SignalKind::interrupt()).context("handling SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("handling SIGTERM")?,
+        })
+    }
+
+    /// Waits for a signal; returns its number.
+    async fn recv(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.interrupt.recv() => 2,
+            _ = self.terminate.recv() => 15,
+        }
+    }
+
+    /// A signal that already arrived, without waiting.
+    async fn pending(&mut self) -> Option<u8> {
+        tokio::select! {
+            biased;
+            signal = self.recv() => Some(signal),
+            () = std::future::ready(()) => None,
+        }
+    }
+}
+
 fn runc_program() -> OsString {
     std::env::var_os(RUNC_ENV)
         .filter(|v| !v.is_empty())
@@ -119,14 +160,12 @@ fn runc_program() -> OsString {
 }
 
 /// Runs the bundle until the program exits or a signal asks to stop; returns its status.
-async fn run_container(bundle: &Path, runc_root: &Path) -> Result<ExitCode> {
+async fn run_container(bundle: &Path, runc_root: &Path, stop: &mut Stop) -> Result<ExitCode> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let id = format!("containix-run-{}-{nanos:x}", std::process::id());
     let runc = runc_program();
-    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut child = Command::new(&runc)
         .arg("--root")
         .arg(runc_root)
@@ -146,8 +185,7 @@ async fn run_container(bundle: &Path, runc_root: &Path) -> Result<ExitCode> {
             delete_container(&runc, runc_root, &id).await;
             return Ok(exit_code(status));
         }
-        _ = interrupt.recv() => 2,
-        _ = terminate.recv() => 15,
+        signal = stop.recv() => signal,
     };
     let _ = Command::new(&runc)
         .arg("--root")
