@@ -34,6 +34,14 @@ pub enum Link {
 /// --entrypoint, else the package's main program). Run the bundle with
 /// `runc run --bundle DIR <id>`; remove it with `containix assemble --remove DIR`, which
 /// unmounts bind mounts first. Bad inputs leave nothing behind; DIR must be new or empty.
+///
+/// With hardlink and copy, the files are in the rootfs and `config.json` binds
+/// `rootfs/nix/store` read-only onto `/nix/store` (hardlinks share inodes with the host store,
+/// so the container must never write them). With bind, `config.json` keeps the node's own
+/// read-only bind of each closure member, so the container sees exactly what it sees on the
+/// node, and the members are also bind-mounted into `rootfs/nix/store` on the host. The bundle
+/// registers indirect GC roots in DIR/.containix/gcroots, keeping the closure in the store
+/// until the bundle is removed.
 #[derive(clap::Args)]
 #[command(after_help = format!(
     "Examples:\n  containix assemble path:./examples/hello --out /tmp/hello\n  runc run --bundle /tmp/hello hello-1\n  containix assemble --store-paths /nix/store/<hash>-app --out /tmp/app --link copy --entrypoint /bin/app -- --port 8080\n  containix assemble --remove /tmp/hello\n\n{}",
