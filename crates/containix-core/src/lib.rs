@@ -27,6 +27,7 @@ pub mod program;
 pub mod request;
 pub mod resolved;
 pub mod resolver;
+pub mod rootfs;
 pub mod sbom;
 pub mod store_path;
 pub mod store_view;
