@@ -21,6 +21,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use containix_benches::{Samples, Summary};
+use containix_core::closure::Closure;
 use containix_core::closure_query::query_closure;
 use containix_core::daemon::DaemonClient;
 use containix_core::store_path::StorePath;
@@ -70,6 +71,28 @@ async fn sequential_closure(client: &mut DaemonClient, root: &StorePath) -> BTre
     seen
 }
 
+/// The number of breadth-first levels below and including `root`: the round trips the
+/// pipelined walk makes.
+fn levels(closure: &Closure, root: &StorePath) -> usize {
+    let mut seen = BTreeSet::from([root.clone()]);
+    let mut level = vec![root.clone()];
+    let mut count = 0;
+    while !level.is_empty() {
+        count += 1;
+        let mut next = Vec::new();
+        for path in &level {
+            let info = closure.get(path).expect("a closure member");
+            for reference in &info.references {
+                if seen.insert(reference.clone()) {
+                    next.push(reference.clone());
+                }
+            }
+        }
+        level = next;
+    }
+    count
+}
+
 /// `nix-store -qR <root>` through the daemon; returns the paths it printed.
 fn nix_store_requisites(root: &Path) -> Vec<u8> {
     let output = Command::new("nix-store")
@@ -110,6 +133,7 @@ fn main() {
         .block_on(query_closure(&mut pipelined, std::slice::from_ref(&root)))
         .expect("query_closure");
     assert_eq!(closure.len(), GRAPH_PATHS, "the root reaches every path");
+    let depth = levels(&closure, &root);
     let walked = runtime.block_on(sequential_closure(&mut sequential, &root));
     assert!(
         walked.iter().eq(closure.paths()),
@@ -168,7 +192,11 @@ fn main() {
     let mut summary = Summary::new(format!(
         "closure of a {GRAPH_PATHS}-path synthetic graph (medians of {SAMPLE_SIZE} samples)"
     ));
-    summary.figure("pipelined query_closure", ours, per_path(ours));
+    summary.figure(
+        "pipelined query_closure",
+        ours,
+        format!("{}, {depth} levels = {depth} round trips", per_path(ours)),
+    );
     summary.figure("sequential QueryPathInfo walk", walk, per_path(walk));
     summary.figure("nix-store -qR (process)", nix_store, per_path(nix_store));
     summary.ratio("pipelined / nix-store -qR", ours, nix_store, "target < 0.5");

@@ -10,13 +10,16 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// `(iterations, elapsed)` of each call, per benchmark id.
+type Calls = BTreeMap<String, Vec<(u64, Duration)>>;
+
 /// The timings criterion asked for, per benchmark id: `(iterations, elapsed)` pairs in call order.
 ///
 /// Criterion calls a routine first to warm up and then once per sample, so the last
 /// `sample_size` calls are the measurement. Cloning shares the store.
 #[derive(Debug, Clone, Default)]
 pub struct Samples {
-    calls: Arc<Mutex<BTreeMap<String, Vec<(u64, Duration)>>>>,
+    calls: Arc<Mutex<Calls>>,
 }
 
 impl Samples {
@@ -182,7 +185,7 @@ mod tests {
         samples.record("a", 1, Duration::from_millis(30));
         samples.record("a", 4, Duration::from_millis(4));
         assert_eq!(samples.median("a", 3), Some(Duration::from_millis(10)));
-        assert_eq!(samples.median("a", 2), Some(Duration::from_millis(15)));
+        assert_eq!(samples.median("a", 2), Some(Duration::from_micros(15_500)));
         assert_eq!(samples.median("b", 3), None);
     }
 

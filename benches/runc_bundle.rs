@@ -43,7 +43,7 @@ use oci_spec::runtime::Spec;
 /// Synthetic closure paths added in the larger variants.
 const EXTRA_PATHS: [usize; 2] = [100, 1_000];
 /// The graph's seed: its own, so no other bench or test shares (or deletes) its paths.
-const GRAPH_SEED: u64 = 0x7c_b0_dd1e;
+const GRAPH_SEED: u64 = 0x7cb0_dd1e;
 /// Samples per variant; each is one container run of 30 to 300 ms.
 const SAMPLE_SIZE: usize = 10;
 
