@@ -320,7 +320,10 @@ fn run_stops_the_container_and_cleans_up_on_sigterm() {
         .to_string();
     let mut child = Command::new(containix_bin())
         .args(["run", "--store-paths", &busybox, "--entrypoint", "/busybox"])
-        .args(["--", "sh", "-c", "echo started; exec /busybox sleep 600"])
+        .args(["--", "sh", "-c"])
+        // The container keeps running until the signal arrives: exec the store path's busybox
+        // (there is no /busybox at the container's root).
+        .arg(format!("echo started; exec {busybox}/busybox sleep 600"))
         .env("TMPDIR", tmp.path())
         .stdout(Stdio::piped())
         .spawn()
