@@ -1,7 +1,9 @@
 //! Per-consumer GC roots against the real daemon: a held root keeps its closure from the
-//! garbage collector, a released one lets it go. Uses isolated fixture builds, and targeted
-//! collection (`nix-store --delete`, which runs the collector's liveness check on just those
-//! paths), so nothing other tests use can be collected.
+//! garbage collector, a released one lets it go. Uses isolated fixture builds. Most tests use
+//! targeted collection (`nix-store --delete`, which runs the collector's liveness check on just
+//! those paths); one runs a full `nix-store --gc`, and takes [`FULL_GC`] exclusively so no other
+//! test of this binary has unrooted paths in flight while it runs (cargo runs test binaries one
+//! after another, so other binaries are not affected).
 
 use std::path::Path;
 
@@ -41,12 +43,16 @@ fn try_delete(path: &Path) -> Result<String, containix_testkit::Error> {
     NixCommand::nix_store().arg("--delete").arg(path).run()
 }
 
+/// Shared by every test here; the full-collection test takes it exclusively.
+static FULL_GC: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn member<'a>(built: &'a Built, name: &str) -> &'a Path {
     built.closure_member(name).unwrap()
 }
 
 #[tokio::test]
 async fn held_root_keeps_the_closure_and_release_lets_it_go() {
+    let _shared = FULL_GC.read().await;
     let built = Fixture::Diamond.build_isolated().unwrap();
     let state = tempfile::tempdir().unwrap();
     let gc_roots = GcRoots::new(state.path());
@@ -90,6 +96,7 @@ async fn held_root_keeps_the_closure_and_release_lets_it_go() {
 
 #[tokio::test]
 async fn hold_is_idempotent_and_sets_exactly_the_roots_given() {
+    let _shared = FULL_GC.read().await;
     let built = Fixture::Diamond.build_isolated().unwrap();
     let state = tempfile::tempdir().unwrap();
     let gc_roots = GcRoots::new(state.path());
@@ -134,6 +141,7 @@ async fn hold_is_idempotent_and_sets_exactly_the_roots_given() {
 
 #[tokio::test]
 async fn bad_consumer_ids_are_refused_and_leave_nothing_behind() {
+    let _shared = FULL_GC.read().await;
     let state = tempfile::tempdir().unwrap();
     let gc_roots = GcRoots::new(state.path());
     let daemon = NixDaemon::start_or_reuse().unwrap();
@@ -146,4 +154,41 @@ async fn bad_consumer_ids_are_refused_and_leave_nothing_behind() {
         assert!(gc_roots.release(bad).is_err());
     }
     assert!(!gc_roots.dir().exists());
+}
+
+#[tokio::test]
+async fn full_garbage_collection_keeps_held_closures_and_collects_released_ones() {
+    let _exclusive = FULL_GC.write().await;
+    let built = Fixture::Diamond.build_isolated().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let gc_roots = GcRoots::new(state.path());
+    let resolved = resolver(state.path())
+        .resolve(&request(&[&built.out_path]))
+        .await
+        .unwrap()
+        .hold(&gc_roots, "pod-gc_app")
+        .await
+        .unwrap();
+    assert_eq!(resolved.closure.len(), built.closure.len());
+
+    // The resolution's connection (and its temp roots) is closed: only the GC root remains.
+    NixCommand::nix_store().arg("--gc").run().unwrap();
+    for path in &built.closure {
+        assert!(
+            is_valid_path(path).unwrap(),
+            "{} was collected while its GC root was held",
+            path.display()
+        );
+    }
+
+    gc_roots.release("pod-gc_app").unwrap();
+    NixCommand::nix_store().arg("--gc").run().unwrap();
+    for path in &built.closure {
+        assert!(
+            !is_valid_path(path).unwrap(),
+            "{} survived a collection after its GC root was released",
+            path.display()
+        );
+    }
+    built.delete_from_store().unwrap();
 }
