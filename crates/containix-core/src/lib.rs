@@ -13,6 +13,7 @@ pub mod annotations;
 pub mod bundle;
 pub mod closure;
 pub mod closure_query;
+pub mod container_step;
 pub mod daemon;
 pub mod duration;
 pub mod flake_eval;
