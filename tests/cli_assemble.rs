@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use containix_testkit::containerd::mounts_under;
 use containix_testkit::fixtures::{self, Built, EXIT_CODE_FIXTURE_STATUS, Fixture};
+use containix_testkit::nix_cli::NixCommand;
 use serde_json::Value;
 
 /// Finds the built `containix` next to this test executable's target dir.
@@ -95,6 +96,17 @@ fn runc_run(bundle: &Path, runc_root: &Path, id: &str) -> Output {
         .unwrap()
 }
 
+/// The daemon's GC roots, as `link -> path` lines.
+fn gc_roots() -> BTreeSet<String> {
+    NixCommand::nix_store()
+        .args(["--gc", "--print-roots"])
+        .run()
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn assembled_bundles_run_under_runc_in_every_link_mode_and_are_removed() {
     let built = fixtures::example_hello().unwrap();
@@ -138,6 +150,14 @@ fn assembled_bundles_run_under_runc_in_every_link_mode_and_are_removed() {
             "{mode}: {mounts:?}"
         );
 
+        // The bundle holds the closure's GC root, registered with the daemon.
+        let link = bundle
+            .join(".containix/gcroots/bundle")
+            .join(built.out_path.file_name().unwrap());
+        assert_eq!(std::fs::read_link(&link).unwrap(), built.out_path, "{mode}");
+        let listed = format!("{} -> {}", link.display(), built.out_path.display());
+        assert!(gc_roots().contains(&listed), "{mode}: {listed}");
+
         let runc_root = tmp.path().join(format!("runc-{mode}"));
         let run = runc_run(&bundle, &runc_root, &container_id(mode));
         assert!(
@@ -151,6 +171,7 @@ fn assembled_bundles_run_under_runc_in_every_link_mode_and_are_removed() {
         ));
         assert!(!bundle.exists(), "{mode}");
         assert!(mounts_under(tmp.path()).is_empty(), "{mode}");
+        assert!(!gc_roots().contains(&listed), "{mode}: {listed}");
     }
 }
 

@@ -134,6 +134,40 @@ fn resolve_reads_pod_annotations() {
 }
 
 #[test]
+fn refs_outside_the_policy_are_refused_without_the_cli_container_prefix() {
+    let refused = containix(&["resolve", "git+ssh://git@example.org/app"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with(
+            "containix: flake ref `git+ssh://git@example.org/app` is not allowed on this node"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("git+file:"), "{stderr}");
+}
+
+#[test]
+fn progress_names_the_resolvers_steps() {
+    let built = fixtures::example_hello().unwrap();
+    let out = built.out_path.display().to_string();
+    let output = containix(&["resolve", "--progress", "--store-paths", &out]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let steps = [
+        "connecting to the Nix daemon at ",
+        "protecting ",
+        "substituting ",
+        "querying the closure of ",
+    ];
+    // Steps may pass too quickly to be seen, but every line is one of them.
+    assert!(stderr.lines().count() >= 1, "{stderr}");
+    for line in stderr.lines() {
+        assert!(steps.iter().any(|s| line.starts_with(s)), "{line}");
+    }
+}
+
+#[test]
 fn sbom_is_cyclonedx_of_the_closure() {
     let built = fixtures::example_hello().unwrap();
     let json = stdout_json(&containix(&["sbom", &flake_ref(&built)]));

@@ -342,11 +342,24 @@ async fn stopped_cache_error_names_the_path() {
         .unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, ResolveError::Substitute { .. }), "{message}");
+    // Nix 2.8's final message says only that the path cannot be created; the reason comes
+    // first, from the warnings the daemon logged while trying the cache.
+    let path = built.out_path.display();
     assert!(
         message.starts_with(&format!(
-            "container app: {} could not be substituted from this node's binary caches",
-            built.out_path.display()
-        )) && message.contains("trusted-public-keys"),
+            "container app: {path} could not be substituted: warning: "
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("unable to download '{url}/nix-cache-info'"))
+            && message.contains("Couldn't connect to server"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(&format!(
+            "the daemon then reported: path '{path}' does not exist and cannot be created"
+        )),
         "{message}"
     );
     assert!(!is_valid_path(&built.out_path).unwrap());
@@ -369,7 +382,13 @@ async fn untrusted_signing_key_is_refused() {
     let message = err.to_string();
     assert!(matches!(err, ResolveError::Substitute { .. }), "{message}");
     assert!(
-        message.contains(built.out_path.to_str().unwrap()),
+        message.starts_with(&format!(
+            "container app: {} could not be substituted: warning: the substitute for '{}' from \
+             '{}' is not signed by any of the keys in 'trusted-public-keys'",
+            built.out_path.display(),
+            built.out_path.display(),
+            server.url()
+        )),
         "{message}"
     );
     assert!(!is_valid_path(&built.out_path).unwrap());
@@ -401,6 +420,11 @@ async fn unsigned_cache_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, ResolveError::Substitute { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is not signed by any of the keys in 'trusted-public-keys'"),
+        "{err}"
+    );
     assert!(!is_valid_path(&built.out_path).unwrap());
     built.delete_from_store().unwrap();
 }

@@ -6,8 +6,9 @@
 //!   Empty, state directory `<bundle>/.containix`);
 //! - `rootfs/`, whose `nix/store` holds exactly the closure ([`containix_core::rootfs`]);
 //! - `.containix/`: the marker [`MARKER_FILE`], the plan's state files (`passwd`, `group`) and
-//!   the bundle layer's manifest, plus `gcroots/` (indirect GC roots keeping the closure in the
-//!   store while the bundle exists).
+//!   the bundle layer's manifest, plus `gcroots/bundle/` (the closure's GC roots, held with
+//!   [`containix_core::gc_roots::GcRoots`] for the consumer [`GC_CONSUMER`], keeping it in the
+//!   store while the bundle exists; [`remove_bundle`] releases them).
 //!
 //! How the closure reaches the container depends on the link mode:
 //! - hardlink and copy: the files are already in `rootfs/nix/store`, so the plan's per-member
@@ -26,11 +27,12 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use containix_core::bundle::prepare_bundle;
-use containix_core::daemon::DaemonClient;
+use containix_core::gc_roots::GcRoots;
 use containix_core::plan::mounts::{CLOSURE_BIND_OPTIONS, bind};
 use containix_core::plan::{ImageKind, PlanInput, SpecPlan, apply, plan};
 use containix_core::request::Entrypoint;
 use containix_core::resolved::Resolved;
+use containix_core::resolver::Resolution;
 use containix_core::rootfs::{self, LinkMode, Populated, RootfsError};
 use containix_core::store_path::STORE_DIR;
 use containix_core::store_view::HostStore;
@@ -42,6 +44,9 @@ use crate::progress::Reporter;
 
 /// The bundle's containix directory (the plan's state directory).
 pub const STATE_DIR: &str = ".containix";
+
+/// The consumer a bundle holds its closure's GC roots for, under `<bundle>/.containix/gcroots/`.
+pub const GC_CONSUMER: &str = "bundle";
 
 /// The marker that makes a directory a containix bundle, inside [`STATE_DIR`].
 pub const MARKER_FILE: &str = "bundle.json";
@@ -183,9 +188,10 @@ pub fn check_out_dir(out: &Path) -> Result<bool> {
 
 /// Plans and writes a bundle at `out` (checked with [`check_out_dir`]) in `link` mode; with
 /// `fallback`, a rootfs that cannot be hardlinked is copied instead. Returns the mode used, what
-/// was placed and the plan.
+/// was placed and the plan. Roots nothing: the caller keeps the closure alive meanwhile (its
+/// resolution's connection) and may root it for the bundle with [`hold_closure`].
 #[allow(clippy::too_many_arguments)]
-pub async fn assemble(
+pub fn assemble(
     out: &Path,
     existed: bool,
     resolved: &Resolved,
@@ -193,35 +199,16 @@ pub async fn assemble(
     fallback: bool,
     entrypoint: Option<&Entrypoint>,
     args: &[String],
-    mut client: Option<&mut DaemonClient>,
     reporter: &Reporter,
 ) -> Result<(LinkMode, Populated, SpecPlan)> {
     let (_, spec_plan) = bundle_plan(resolved, out, link, entrypoint, args)?;
-    let first = write_bundle(
-        out,
-        existed,
-        resolved,
-        &spec_plan,
-        link,
-        client.as_deref_mut(),
-        reporter,
-    )
-    .await;
+    let first = write_bundle(out, existed, resolved, &spec_plan, link, reporter);
     match first {
         Ok(populated) => Ok((link, populated, spec_plan)),
         Err(WriteError::Rootfs(RootfsError::Hardlink { .. })) if fallback => {
             let (_, spec_plan) = bundle_plan(resolved, out, LinkMode::Copy, entrypoint, args)?;
-            let populated = write_bundle(
-                out,
-                existed,
-                resolved,
-                &spec_plan,
-                LinkMode::Copy,
-                client,
-                reporter,
-            )
-            .await
-            .map_err(anyhow::Error::from)?;
+            let populated =
+                write_bundle(out, existed, resolved, &spec_plan, LinkMode::Copy, reporter)?;
             Ok((LinkMode::Copy, populated, spec_plan))
         }
         Err(err) => Err(err.into()),
@@ -230,27 +217,49 @@ pub async fn assemble(
 
 /// Writes a bundle at `out` (checked with [`check_out_dir`]). On failure everything written is
 /// removed again, and `out` too when this call created it.
-pub async fn write_bundle(
+pub fn write_bundle(
     out: &Path,
     existed: bool,
     resolved: &Resolved,
     spec_plan: &SpecPlan,
     link: LinkMode,
-    client: Option<&mut DaemonClient>,
     reporter: &Reporter,
 ) -> Result<Populated, WriteError> {
-    let result = write_inner(out, existed, resolved, spec_plan, link, client, reporter).await;
+    let result = write_inner(out, existed, resolved, spec_plan, link, reporter);
     if result.is_err() {
-        let undo = if existed {
-            clear_dir(out)
-        } else {
-            rootfs::unmount_under(out).and_then(|_| rootfs::remove_tree(out))
-        };
-        if let Err(err) = undo {
-            eprintln!("containix: warning: undoing the partial bundle: {err}");
-        }
+        undo_bundle(out, existed);
     }
     result
+}
+
+/// Roots the resolution's closure for the bundle at `out` (see [`GC_CONSUMER`]) over the
+/// connection that kept it alive so far, then closes that connection. On failure the bundle is
+/// undone like a failed [`write_bundle`].
+pub async fn hold_closure(out: &Path, existed: bool, resolution: Resolution) -> Result<Resolved> {
+    match resolution.hold(&bundle_gc_roots(out), GC_CONSUMER).await {
+        Ok(resolved) => Ok(resolved),
+        Err(err) => {
+            undo_bundle(out, existed);
+            Err(err.into())
+        }
+    }
+}
+
+/// The GC roots of the bundle at `bundle`, in its state directory.
+pub fn bundle_gc_roots(bundle: &Path) -> GcRoots {
+    GcRoots::new(bundle.join(STATE_DIR))
+}
+
+/// Removes what was written at `out`: its contents, and `out` itself unless it `existed`.
+fn undo_bundle(out: &Path, existed: bool) {
+    let undo = if existed {
+        clear_dir(out)
+    } else {
+        rootfs::unmount_under(out).and_then(|_| rootfs::remove_tree(out))
+    };
+    if let Err(err) = undo {
+        eprintln!("containix: warning: undoing the partial bundle: {err}");
+    }
 }
 
 /// Why writing a bundle failed; [`WriteError::Rootfs`] lets callers retry another link mode.
@@ -264,13 +273,12 @@ pub enum WriteError {
     Other(#[from] anyhow::Error),
 }
 
-async fn write_inner(
+fn write_inner(
     out: &Path,
     existed: bool,
     resolved: &Resolved,
     spec_plan: &SpecPlan,
     link: LinkMode,
-    client: Option<&mut DaemonClient>,
     reporter: &Reporter,
 ) -> Result<Populated, WriteError> {
     if !existed {
@@ -305,31 +313,7 @@ async fn write_inner(
     .map_err(WriteError::Rootfs)?;
     prepare_bundle(out, &state_dir, |_| Ok(spec_plan.clone()))
         .map_err(|err| anyhow!("writing {}: {err}", config.display()))?;
-    if let Some(client) = client {
-        add_gc_roots(&state_dir, resolved, client).await?;
-    }
     Ok(populated)
-}
-
-/// Symlinks `<state>/gcroots/<n>` to each root and registers them as indirect GC roots, so the
-/// closure stays in the store while the bundle exists (removing the bundle removes the roots).
-async fn add_gc_roots(
-    state_dir: &Path,
-    resolved: &Resolved,
-    client: &mut DaemonClient,
-) -> Result<()> {
-    let dir = state_dir.join("gcroots");
-    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (index, root) in resolved.roots.iter().enumerate() {
-        let link = dir.join(index.to_string());
-        std::os::unix::fs::symlink(root.as_path(), &link)
-            .with_context(|| format!("creating {}", link.display()))?;
-        client
-            .add_indirect_root(&link)
-            .await
-            .with_context(|| format!("registering GC root {}", link.display()))?;
-    }
-    Ok(())
 }
 
 /// Removes everything inside `dir`, keeping `dir`.
@@ -364,6 +348,7 @@ pub fn remove_bundle(dir: &Path) -> Result<()> {
             marker_path.display()
         )
     })?;
+    bundle_gc_roots(dir).release(GC_CONSUMER)?;
     rootfs::unmount_under(dir)?;
     rootfs::remove_tree(dir)?;
     Ok(())

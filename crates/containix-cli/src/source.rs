@@ -5,14 +5,14 @@
 //!
 //! Node policy: the CLI loads the same policy file as the node (`CONTAINIX_CONFIG`, else
 //! `/etc/containix/config.toml`, else the defaults) and checks remote flake refs against its
-//! allowed prefixes, but lets local refs (`path:`, `git+file:`, `file:`) through: the CLI
-//! evaluates as the invoking user, so reading local paths is that user's own business. Pods
+//! allowed prefixes, but lets local refs (`path:`, `git+file:`, `file:`) through by adding their
+//! canonical prefixes to the policy it resolves with ([`cli_policy`]): the CLI evaluates as the
+//! invoking user, so reading local paths is that user's own business. Pods
 //! never get this exception. A relative local ref is made absolute against the current
 //! directory before it is evaluated.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use containix_core::annotations::PodAnnotations;
@@ -227,12 +227,37 @@ fn percent_encode_path(path: &str) -> String {
     out
 }
 
-/// The node policy for the CLI: the policy file's settings, with the evaluation cache in the
-/// invoking user's cache directory instead of the node's state directory.
+/// The canonical forms of local flake refs, as `FlakeRef`'s `Display` prints them: `path:/abs`,
+/// a bare `/abs`, `git+file:///…`, and archives or files from `file:` URLs (`file:///x.tar.gz`,
+/// `tarball+file:///x`, `file:///x`, `file+file:///x.zip`). Relative paths are made absolute
+/// before the policy sees them.
+pub const LOCAL_REF_PREFIXES: &[&str] = &[
+    "path:/",
+    "/",
+    "git+file:",
+    "file:",
+    "tarball+file:",
+    "file+file:",
+];
+
+/// The node policy for the CLI: the policy file's settings, with local flake refs allowed
+/// ([`with_local_refs`]) and the evaluation cache and its locks in the invoking user's cache
+/// directory instead of the node's state directory.
 pub fn cli_policy() -> Result<NodePolicy> {
-    let mut policy = NodePolicy::load()?;
+    let mut policy = with_local_refs(NodePolicy::load()?);
     policy.state_dir = user_state_dir()?;
     Ok(policy)
+}
+
+/// `policy` with [`LOCAL_REF_PREFIXES`] added to the allowed prefixes (see the module
+/// documentation for why the CLI, and only the CLI, allows them).
+pub fn with_local_refs(mut policy: NodePolicy) -> NodePolicy {
+    for prefix in LOCAL_REF_PREFIXES {
+        if !policy.allowed_flake_prefixes.iter().any(|p| p == prefix) {
+            policy.allowed_flake_prefixes.push((*prefix).to_owned());
+        }
+    }
+    policy
 }
 
 /// `$XDG_CACHE_HOME/containix`, else `$HOME/.cache/containix`, else a directory under /tmp.
@@ -252,20 +277,6 @@ fn user_state_dir() -> Result<PathBuf> {
     let dir = base.join("containix");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
-}
-
-/// Checks a flake ref against the policy, except local refs (see the module documentation).
-pub fn check_policy(installable: &FlakeInstallable, policy: &NodePolicy) -> Result<()> {
-    if installable.flake.is_local() {
-        return Ok(());
-    }
-    policy.check_flake_ref(&installable.flake.to_string())?;
-    Ok(())
-}
-
-/// The resolution deadline for `request`.
-pub fn deadline(request: &Request, policy: &NodePolicy) -> Duration {
-    policy.effective_timeout(request.timeout)
 }
 
 #[cfg(test)]
@@ -302,5 +313,46 @@ mod tests {
         assert_eq!(absolute.to_string(), cwd.display().to_string());
         let remote = FlakeInstallable::parse("github:org/app").unwrap();
         assert_eq!(absolute_local_ref(&remote).unwrap(), remote);
+    }
+
+    #[test]
+    fn the_cli_policy_allows_exactly_local_refs_beyond_the_nodes() {
+        let policy = with_local_refs(NodePolicy::default());
+        let allowed = |text: &str| {
+            let installable = FlakeInstallable::parse(text).unwrap();
+            let canonical = installable.flake.to_nix_arg();
+            (
+                installable.flake.is_local(),
+                policy.check_flake_ref(&canonical).is_ok(),
+            )
+        };
+        for local in [
+            "path:/srv/app",
+            "path:/srv/app?dir=sub#x",
+            "/srv/app#x",
+            "git+file:///srv/repo?ref=main",
+            "file:///srv/app.tar.gz",
+            "tarball+file:///srv/app",
+            "file:///srv/app",
+            "file+file:///srv/app.zip",
+        ] {
+            assert_eq!(allowed(local), (true, true), "{local}");
+        }
+        for remote in ["github:org/app", "https://example.org/app.tar.gz"] {
+            assert_eq!(allowed(remote), (false, true), "{remote}");
+        }
+        for refused in [
+            "git+ssh://git@host/repo",
+            "flake:nixpkgs",
+            "git+http://host/r",
+        ] {
+            assert_eq!(allowed(refused), (false, false), "{refused}");
+        }
+        // A relative path is made absolute before resolution; as written it is not allowed.
+        assert_eq!(allowed("path:app"), (true, false));
+        assert_eq!(
+            with_local_refs(policy.clone()).allowed_flake_prefixes,
+            policy.allowed_flake_prefixes
+        );
     }
 }

@@ -40,8 +40,8 @@ pub enum Link {
 /// so the container must never write them). With bind, `config.json` keeps the node's own
 /// read-only bind of each closure member, so the container sees exactly what it sees on the
 /// node, and the members are also bind-mounted into `rootfs/nix/store` on the host. The bundle
-/// registers indirect GC roots in DIR/.containix/gcroots, keeping the closure in the store
-/// until the bundle is removed.
+/// holds GC roots in DIR/.containix/gcroots/bundle, keeping the closure in the store until
+/// `--remove` releases them.
 #[derive(clap::Args)]
 #[command(after_help = format!(
     "Examples:\n  containix assemble path:./examples/hello --out /tmp/hello\n  runc run --bundle /tmp/hello hello-1\n  containix assemble --store-paths /nix/store/<hash>-app --out /tmp/app --link copy --entrypoint /bin/app -- --port 8080\n  containix assemble --remove /tmp/hello\n\n{}",
@@ -93,24 +93,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let policy = cli_policy()?;
     let reporter: &'static Reporter = Box::leak(Box::new(Reporter::new(args.progress)));
     let runtime = crate::runtime()?;
-    let mut resolution = runtime.block_on(resolve(&request, &policy, reporter))?;
+    let resolution = runtime.block_on(resolve(&request, &policy, reporter))?;
     let (link, fallback) = match args.link {
         Link::Auto => (LinkMode::for_target(&out), true),
         Link::Hardlink => (LinkMode::Hardlink, false),
         Link::Copy => (LinkMode::Copy, false),
         Link::Bind => (LinkMode::Bind, false),
     };
-    let (link, populated, spec_plan) = runtime.block_on(assembly::assemble(
+    let (link, populated, spec_plan) = assembly::assemble(
         &out,
         existed,
-        &resolution.resolved,
+        resolution.resolved(),
         link,
         fallback,
         request.entrypoint.as_ref(),
         &args.args,
-        Some(&mut resolution.client),
         reporter,
-    ))?;
+    )?;
+    let resolved = runtime.block_on(assembly::hold_closure(&out, existed, resolution))?;
     if args.json {
         let value = json!({
             "bundle": out,
@@ -120,7 +120,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "fileBytes": populated.file_bytes,
             "mounts": populated.mounts.len(),
             "args": spec_plan.args,
-            "roots": resolution.resolved.roots,
+            "roots": resolved.roots,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {

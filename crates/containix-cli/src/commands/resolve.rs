@@ -45,7 +45,7 @@ pub fn resolve_request(request: &Request, progress: bool) -> Result<Resolution> 
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let resolution = resolve_args(&args.source, args.progress)?;
-    let resolved = &resolution.resolved;
+    let resolved = resolution.resolved();
     let closure = &resolved.closure;
     if args.json {
         let paths: Vec<_> = closure

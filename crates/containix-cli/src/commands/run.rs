@@ -97,15 +97,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             assembly::assemble(
                 &workspace.bundle(),
                 false,
-                &resolution.resolved,
+                resolution.resolved(),
                 LinkMode::Hardlink,
                 true,
                 request.entrypoint.as_ref(),
                 &args.args,
-                None,
                 reporter,
-            )
-            .await?;
+            )?;
             if let Some(signal) = stop.pending().await {
                 return Ok(ExitCode::from(128 + signal));
             }

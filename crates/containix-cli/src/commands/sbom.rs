@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let resolution = super::resolve::resolve_args(&args.source, args.progress)?;
-    let sbom = cyclonedx(&resolution.resolved.closure, containix_core::VERSION);
+    let sbom = cyclonedx(&resolution.resolved().closure, containix_core::VERSION);
     println!("{}", serde_json::to_string_pretty(&sbom)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Link::Bind => LinkMode::Bind,
     };
     let (base, spec_plan) = bundle_plan(
-        &resolution.resolved,
+        resolution.resolved(),
         &bundle,
         link,
         request.entrypoint.as_ref(),

@@ -72,19 +72,24 @@ pub enum ResolveError {
         /// The deadline.
         after: Duration,
     },
-    /// A path could not be substituted (`EnsurePath` failed).
+    /// A path could not be substituted (`EnsurePath` failed). The message leads with the reason
+    /// the daemon logged (a download or signature failure) when it logged one, and otherwise
+    /// lists the likely causes.
     #[error(
-        "container {container}: {path} could not be substituted from this node's binary caches \
-         (no cache has it, a cache is unreachable, or its signature is not by a key in \
-         trusted-public-keys; the nix-daemon's log says which): {message}"
+        "container {container}: {path} could not be substituted{}",
+        substitute_reason(log, message)
     )]
     Substitute {
         /// The container.
         container: String,
         /// The path.
         path: StorePath,
-        /// The daemon's message.
+        /// The daemon's final message (on Nix 2.8 only "... does not exist and cannot be
+        /// created").
         message: String,
+        /// The warning- or error-looking lines the daemon logged while substituting, oldest
+        /// first ([`DaemonError::log_tail`]).
+        log: Vec<String>,
     },
     /// Building a derivation failed, or the node may not build and the caches lack it.
     #[error("container {container}: building {drv} failed ({status:?}): {message}")]
@@ -105,8 +110,8 @@ pub enum ResolveError {
         container: String,
         /// The first root.
         root: StorePath,
-        /// What went wrong.
-        source: ClosureQueryError,
+        /// What went wrong (boxed: it is large, and this error is rare).
+        source: Box<ClosureQueryError>,
     },
     /// Another daemon operation failed.
     #[error("container {container}: {step}: {source}")]
@@ -115,8 +120,8 @@ pub enum ResolveError {
         container: String,
         /// What was running.
         step: Step,
-        /// The daemon's or the connection's error.
-        source: DaemonError,
+        /// The daemon's or the connection's error (boxed: it is large, and this error is rare).
+        source: Box<DaemonError>,
     },
     /// The node's state directory (cache, locks) could not be used.
     #[error("container {container}: {action} {}: {source}", path.display())]
@@ -130,6 +135,19 @@ pub enum ResolveError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// The rest of a [`ResolveError::Substitute`] message after "could not be substituted".
+fn substitute_reason(log: &[String], message: &str) -> String {
+    if log.is_empty() {
+        format!(
+            " from this node's binary caches (no cache has it, a cache is unreachable, or its \
+             signature is not by a key in trusted-public-keys; the nix-daemon's log says which): \
+             {message}"
+        )
+    } else {
+        format!(": {}; the daemon then reported: {message}", log.join("; "))
+    }
 }
 
 impl ResolveError {
@@ -153,5 +171,40 @@ impl ResolveError {
     /// Whether the deadline passed.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitution_errors_lead_with_the_logged_reason() {
+        let path =
+            StorePath::parse("/nix/store/0c1h5b3ldrb1d8jq6ln5ai3k06h3ipm8-hello-1.0").unwrap();
+        let final_message = format!("path '{path}' does not exist and cannot be created");
+        let error = |log: Vec<String>| ResolveError::Substitute {
+            container: "app".into(),
+            path: path.clone(),
+            message: final_message.clone(),
+            log,
+        };
+        let reason = "warning: substituter 'http://cache' does not have a valid signature";
+        assert_eq!(
+            error(vec![reason.into()]).to_string(),
+            format!(
+                "container app: {path} could not be substituted: {reason}; the daemon then \
+                 reported: {final_message}"
+            )
+        );
+        let unexplained = error(vec![]).to_string();
+        assert!(
+            unexplained.starts_with(&format!(
+                "container app: {path} could not be substituted from this node's binary caches \
+                 (no cache has it"
+            )),
+            "{unexplained}"
+        );
+        assert!(unexplained.ends_with(&final_message), "{unexplained}");
     }
 }

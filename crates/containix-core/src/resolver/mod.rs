@@ -116,7 +116,8 @@ impl Resolver {
     /// `substituters` and `trusted-public-keys` (the daemon honours most of them only for
     /// trusted users). Empty by default, and then `SetOptions` is never sent. When it is sent,
     /// the protocol's fixed fields are sent too, with [`crate::daemon::DaemonOptions`]'s
-    /// defaults (for instance one build job), which replace `nix.conf`'s for this connection.
+    /// defaults (for instance one build job), which replace `nix.conf`'s for this connection,
+    /// except the log verbosity, which is `Warn` so that the daemon still reports warnings.
     pub fn with_daemon_settings<K, V>(mut self, settings: impl IntoIterator<Item = (K, V)>) -> Self
     where
         K: Into<String>,
@@ -257,10 +258,10 @@ impl Resolver {
                     return Err(ResolveError::Daemon {
                         container: run.container.to_owned(),
                         step: Step::Building(vec![target.evaluation.drv_path.clone()]),
-                        source: DaemonError::InvalidRequest(format!(
+                        source: Box::new(DaemonError::InvalidRequest(format!(
                             "the derivation {} evaluation produced is no longer in the store",
                             target.evaluation.drv_path
-                        )),
+                        ))),
                     });
                 }
             }
@@ -322,7 +323,7 @@ impl Resolver {
                     .map_err(|source| ResolveError::Closure {
                         container: run.container.to_owned(),
                         root: first.clone(),
-                        source,
+                        source: Box::new(source),
                     })
             })
             .await?;
@@ -348,6 +349,9 @@ impl Resolver {
                 if !self.daemon_settings.is_empty() {
                     let options = crate::daemon::DaemonOptions {
                         overrides: self.daemon_settings.clone(),
+                        // Warnings carry why a substitution failed (a bad signature, an
+                        // unreachable cache); they end up in the error's log tail.
+                        verbosity: crate::daemon::Verbosity::Warn,
                         ..Default::default()
                     };
                     client.set_options(&options).await?;
@@ -359,7 +363,7 @@ impl Resolver {
                 StepError::Daemon(source) => ResolveError::Daemon {
                     container: run.container.to_owned(),
                     step: step.clone(),
-                    source,
+                    source: Box::new(source),
                 },
                 StepError::Resolve(err) => err,
             })?;

@@ -106,11 +106,13 @@ async fn build(
         })
         .await
         .map_err(|err| match err {
-            StepError::Daemon(DaemonError::Daemon { message, .. }) => ResolveError::Build {
+            StepError::Daemon(DaemonError::Daemon {
+                message, log_tail, ..
+            }) => ResolveError::Build {
                 container: run.container.to_owned(),
                 drv: drv.clone(),
                 status: crate::daemon::BuildStatus::MiscFailure,
-                message,
+                message: with_log(message, &log_tail),
             },
             other => daemon_error(run, &step, other),
         })?;
@@ -158,13 +160,28 @@ pub(super) async fn substitute(
     })
     .await
     .map_err(|err| match err {
-        StepError::Daemon(DaemonError::Daemon { message, .. }) => ResolveError::Substitute {
+        StepError::Daemon(DaemonError::Daemon {
+            message, log_tail, ..
+        }) => ResolveError::Substitute {
             container: run.container.to_owned(),
             path: path.clone(),
             message,
+            log: log_tail,
         },
         other => daemon_error(run, &step, other),
     })
+}
+
+/// A daemon's build failure message followed by what it logged before, if anything.
+fn with_log(message: String, log_tail: &[String]) -> String {
+    if log_tail.is_empty() {
+        message
+    } else {
+        format!(
+            "{message} (earlier in the operation: {})",
+            log_tail.join("; ")
+        )
+    }
 }
 
 fn daemon_error(run: &Run<'_>, step: &Step, err: StepError) -> ResolveError {
@@ -172,7 +189,7 @@ fn daemon_error(run: &Run<'_>, step: &Step, err: StepError) -> ResolveError {
         StepError::Daemon(source) => ResolveError::Daemon {
             container: run.container.to_owned(),
             step: step.clone(),
-            source,
+            source: Box::new(source),
         },
         StepError::Resolve(err) => err,
     }
