@@ -87,14 +87,14 @@ pub enum StepError {
     Annotations(#[from] AnnotationError),
     /// Resolving the closure failed.
     #[error(transparent)]
-    Resolve(#[from] ResolveError),
+    Resolve(Box<ResolveError>),
     /// The GC root could not be taken or released.
     #[error("GC root for container {container}: {source}")]
     GcRoot {
         /// The container id.
         container: String,
         /// What went wrong.
-        source: GcRootError,
+        source: Box<GcRootError>,
     },
     /// The bundle could not be edited or cleaned up.
     #[error("container {container}: {source}")]
@@ -102,7 +102,7 @@ pub enum StepError {
         /// The container id.
         container: String,
         /// What went wrong.
-        source: BundleError,
+        source: Box<BundleError>,
     },
     /// The container's state directory could not be created.
     #[error("creating {path:?}: {source}")]
@@ -112,6 +112,12 @@ pub enum StepError {
         /// What went wrong.
         source: std::io::Error,
     },
+}
+
+impl From<ResolveError> for StepError {
+    fn from(error: ResolveError) -> Self {
+        Self::Resolve(Box::new(error))
+    }
 }
 
 /// What [`ContainerStep::prepare`] did.
@@ -222,7 +228,7 @@ impl ContainerStep {
         };
         crate::gc_roots::validate_consumer(container_id).map_err(|source| StepError::GcRoot {
             container: container_id.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         let result = self.prepare_request(container_id, bundle, *request).await;
         if result.is_err() {
@@ -249,7 +255,7 @@ impl ContainerStep {
             .await
             .map_err(|source| StepError::GcRoot {
                 container: container_id.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         stages.push(("root", started.elapsed()));
 
@@ -275,7 +281,7 @@ impl ContainerStep {
         })
         .map_err(|source| StepError::Bundle {
             container: container_id.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         stages.push(("assemble", started.elapsed()));
         Ok(Outcome::Prepared(Box::new(Prepared {
@@ -298,11 +304,11 @@ impl ContainerStep {
             .release(container_id)
             .map_err(|source| StepError::GcRoot {
                 container: container_id.to_owned(),
-                source,
+                source: Box::new(source),
             });
         bundle::cleanup(&self.state_dir(container_id)).map_err(|source| StepError::Bundle {
             container: container_id.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         gc_result
     }
