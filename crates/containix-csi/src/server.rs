@@ -4,11 +4,13 @@ use std::future::Future;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use containix_core::closure_mount::SyscallMounter;
 use containix_core::policy::NodePolicy;
 use thiserror::Error;
 use tokio::net::UnixListener;
+use tokio::sync::Notify;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::closure_source::StorePathsSource;
@@ -18,6 +20,9 @@ use crate::node::NodeService;
 use crate::proto::identity_server::IdentityServer;
 use crate::proto::node_server::NodeServer;
 use crate::publish::Publisher;
+
+/// How long a stopping plugin lets calls under way finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the plugin could not serve.
 #[derive(Debug, Error)]
@@ -97,11 +102,30 @@ pub async fn serve(
     let node = NodeService::new(config.node_id.clone(), Arc::new(publisher));
     let listener = listen(&config.socket)?;
     tracing::info!(socket = ?config.socket, node_id = config.node_id, "serving CSI");
-    let result = tonic::transport::Server::builder()
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let server = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_service(NodeServer::new(node))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            stopped.notified().await
+        });
+    tokio::pin!(server);
+    // A kubelet keeps its connection open, so a graceful stop waits for calls under way, not
+    // for the connection to close.
+    let result = tokio::select! {
+        result = &mut server => result,
+        () = shutdown => {
+            stop.notify_one();
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::info!("connections still open after the grace period; exiting");
+                    Ok(())
+                }
+            }
+        }
+    };
     let _ = std::fs::remove_file(&config.socket);
     result?;
     Ok(())
