@@ -347,6 +347,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> DaemonClient<S> {
             }
             Err(DaemonError::Daemon {
                 message,
+                log_tail,
                 status,
                 traces,
                 ..
@@ -354,6 +355,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> DaemonClient<S> {
                 let usable = self.finish(reader);
                 Err(DaemonError::Daemon {
                     message,
+                    log_tail,
                     status,
                     traces,
                     closed_connection: !usable,

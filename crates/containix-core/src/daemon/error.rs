@@ -109,11 +109,16 @@ pub enum DaemonError {
     /// operations this client never sends use.
     #[error("the Nix daemon sent an unsupported {0} message")]
     UnsupportedStderr(&'static str),
-    /// The daemon reported an error (STDERR_ERROR).
-    #[error("the Nix daemon reported: {message}")]
+    /// The daemon reported an error (STDERR_ERROR). Display shows the message, then the
+    /// operation's [`DaemonError::log_tail`] if any.
+    #[error("the Nix daemon reported: {message}{}", log_suffix(log_tail))]
     Daemon {
         /// The daemon's message, without ANSI escapes.
         message: String,
+        /// The last warning- or error-looking log lines of the operation, oldest first (see
+        /// [`super::stderr::LogTail`]): often the actual reason, e.g. why a substitution
+        /// failed, which Nix 2.8's final message leaves out.
+        log_tail: Vec<String>,
         /// The exit status (< 1.26) or verbosity level (>= 1.26) attached to the error.
         status: u64,
         /// Trace hints, outermost last, as the daemon sent them.
@@ -148,6 +153,24 @@ impl DaemonError {
             Self::Daemon { message, .. } => Some(message),
             _ => None,
         }
+    }
+
+    /// The warning- or error-looking lines the daemon logged during the failed operation,
+    /// oldest first; empty for other errors.
+    pub fn log_tail(&self) -> &[String] {
+        match self {
+            Self::Daemon { log_tail, .. } => log_tail,
+            _ => &[],
+        }
+    }
+}
+
+/// ` (earlier in the operation: a; b)`, or nothing for an empty tail.
+fn log_suffix(log_tail: &[String]) -> String {
+    if log_tail.is_empty() {
+        String::new()
+    } else {
+        format!(" (earlier in the operation: {})", log_tail.join("; "))
     }
 }
 

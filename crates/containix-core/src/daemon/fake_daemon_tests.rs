@@ -636,3 +636,93 @@ async fn a_cancelled_pipeline_leaves_the_connection_broken() {
         Err(DaemonError::Broken)
     ));
 }
+
+#[tokio::test]
+async fn failed_operations_carry_the_problems_the_daemon_logged() {
+    for version in [ProtocolVersion::new(1, 25), V34, V38] {
+        let (mut client, mut daemon) = connect(version, 4096).await;
+        let p = path("hello");
+        let (result, ()) = tokio::join!(client.ensure_path(&p), async {
+            let mut req = request(10);
+            req.store_path(&p);
+            daemon.expect(&req).await;
+            let mut reply = transcript();
+            reply
+                .u64(STDERR_NEXT)
+                .string("querying info about missing paths\n");
+            for attempt in 0..12 {
+                reply.u64(STDERR_NEXT).string(&format!(
+                    "\x1b[35;1mwarning:\x1b[0m error: unable to download \
+                     'http://cache/nix-cache-info': Couldn't connect to server (7); attempt {attempt}; \
+                     retrying in {} ms\n",
+                    250 << attempt
+                ));
+            }
+            reply.u64(STDERR_NEXT).string(&format!(
+                "warning: substituter 'http://cache' does not have a valid signature for path '{p}'\n"
+            ));
+            let last = format!("path '{p}' does not exist and cannot be created");
+            if version.at_least(26) {
+                reply
+                    .u64(STDERR_ERROR)
+                    .string("Error")
+                    .u64(0)
+                    .string("Error");
+                reply.string(&last).u64(0).u64(0);
+            } else {
+                reply.u64(STDERR_ERROR).string(&last).u64(1);
+            }
+            daemon.send(&reply).await;
+        });
+        let err = result.unwrap_err();
+        let tail = err.log_tail();
+        assert_eq!(tail.len(), stderr::LOG_TAIL_LINES, "{version}: {tail:?}");
+        assert!(
+            tail[0].starts_with("warning: error: unable to download"),
+            "{tail:?}"
+        );
+        assert!(
+            tail[0].ends_with("attempt 5; retrying in 8000 ms"),
+            "{tail:?}"
+        );
+        assert_eq!(
+            tail.last().unwrap(),
+            &format!(
+                "warning: substituter 'http://cache' does not have a valid signature for path '{p}'"
+            )
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "the Nix daemon reported: path '{p}' does not exist and cannot be created \
+                 (earlier in the operation: warning: error: unable to download"
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains("does not have a valid signature"), "{shown}");
+        assert!(!err.is_connection_lost(), "{version}");
+
+        // The next operation starts with an empty tail.
+        let (result, ()) = tokio::join!(client.ensure_path(&p), async {
+            let mut req = request(10);
+            req.store_path(&p);
+            daemon.expect(&req).await;
+            let mut reply = transcript();
+            reply.u64(STDERR_NEXT).string("copying path\n");
+            if version.at_least(26) {
+                reply
+                    .u64(STDERR_ERROR)
+                    .string("Error")
+                    .u64(0)
+                    .string("Error");
+                reply.string("gone").u64(0).u64(0);
+            } else {
+                reply.u64(STDERR_ERROR).string("gone").u64(1);
+            }
+            daemon.send(&reply).await;
+        });
+        let err = result.unwrap_err();
+        assert!(err.log_tail().is_empty(), "{:?}", err.log_tail());
+        assert_eq!(err.to_string(), "the Nix daemon reported: gone");
+    }
+}

@@ -3,8 +3,13 @@
 //!
 //! Log lines and activities become `tracing` events (target `containix::nix`) and update a
 //! [`Progress`] snapshot published on a `watch` channel that a frontend can render.
+//!
+//! The last few warning- or error-looking log lines of the operation are also kept ([`LogTail`])
+//! and attached to its [`DaemonError::Daemon`]: older daemons (Nix 2.8) give the real reason a
+//! substitution failed (a bad signature, an unreachable cache, an HTTP error) only as log lines,
+//! and end with a generic error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use tokio::io::AsyncBufRead;
 use tokio::sync::watch;
@@ -47,6 +52,12 @@ pub const RESULT_SET_PHASE: u64 = 104;
 pub const RESULT_PROGRESS: u64 = 105;
 /// Result type: expected amount of work for an activity type, as type, amount.
 pub const RESULT_SET_EXPECTED: u64 = 106;
+
+/// Most log lines an operation keeps to explain its failure ([`LogTail`]).
+pub const LOG_TAIL_LINES: usize = 8;
+
+/// Longest log line kept in a [`LogTail`], in bytes; longer ones are cut and end with `…`.
+pub const LOG_TAIL_LINE_LEN: usize = 512;
 
 /// Most activities tracked at once; more are logged but not counted.
 const MAX_TRACKED_ACTIVITIES: usize = 10_000;
@@ -217,20 +228,103 @@ impl ProgressTracker {
     }
 }
 
+/// The last [`LOG_TAIL_LINES`] warning- or error-looking log lines of one operation (see
+/// [`looks_like_a_problem`]), without colours, each at most [`LOG_TAIL_LINE_LEN`] bytes; a
+/// line seen again moves to the end instead of being kept twice (retries repeat themselves).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogTail {
+    lines: VecDeque<String>,
+}
+
+impl LogTail {
+    /// Keeps `line` if it looks like a problem, dropping the oldest kept line when full.
+    pub fn offer(&mut self, line: &str) {
+        let line = strip_ansi(line);
+        let line = line.trim();
+        if !looks_like_a_problem(line) {
+            return;
+        }
+        let line = shorten(line, LOG_TAIL_LINE_LEN);
+        self.lines
+            .retain(|kept| without_retry_delay(kept) != without_retry_delay(&line));
+        if self.lines.len() == LOG_TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    /// The kept lines, oldest first, leaving out one that repeats the final error `message`.
+    pub fn into_lines(self, message: &str) -> Vec<String> {
+        let message = message.trim();
+        self.lines
+            .into_iter()
+            .filter(|line| line != message)
+            .collect()
+    }
+}
+
+/// Whether a log line reads like a warning or an error (Nix prefixes those with `warning:` or
+/// `error:`; download and signature problems name themselves).
+pub fn looks_like_a_problem(line: &str) -> bool {
+    const SIGNS: [&str; 12] = [
+        "warning:",
+        "error",
+        "fail",
+        "unable",
+        "cannot",
+        "can't",
+        "couldn't",
+        "could not",
+        "denied",
+        "refused",
+        "signature",
+        "timed out",
+    ];
+    let lower = line.to_lowercase();
+    SIGNS.iter().any(|sign| lower.contains(sign))
+}
+
+/// `line` without a trailing `; retrying in <n> ms`, so that the attempts of one download count
+/// as one line.
+fn without_retry_delay(line: &str) -> &str {
+    if let Some(at) = line.rfind("; retrying in ")
+        && let Some(delay) = line[at + "; retrying in ".len()..].strip_suffix(" ms")
+        && !delay.is_empty()
+        && delay.bytes().all(|b| b.is_ascii_digit())
+    {
+        return &line[..at];
+    }
+    line
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked with `…` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// Reads stderr messages up to and including `STDERR_LAST` (returns `Ok`) or `STDERR_ERROR`
-/// (returns [`DaemonError::Daemon`]).
+/// (returns [`DaemonError::Daemon`], with the operation's [`LogTail`]).
 pub async fn read_stderr<R: AsyncBufRead + Unpin>(
     reader: &mut WireReader<R>,
     version: ProtocolVersion,
     progress: &mut ProgressTracker,
 ) -> DaemonResult<()> {
+    let mut log_tail = LogTail::default();
     loop {
         match reader.u64("stderr message type").await? {
             STDERR_LAST => return Ok(()),
-            STDERR_ERROR => return Err(read_error(reader, version).await?),
+            STDERR_ERROR => return Err(read_error(reader, version, log_tail).await?),
             STDERR_NEXT => {
                 let line = reader.text("log line", MAX_LOG_LINE_LEN).await?;
                 tracing::info!(target: "containix::nix", "{}", line.trim_end());
+                log_tail.offer(&line);
             }
             STDERR_START_ACTIVITY => {
                 let id = reader.u64("activity id").await?;
@@ -257,6 +351,7 @@ pub async fn read_stderr<R: AsyncBufRead + Unpin>(
                 match (kind, fields.as_slice()) {
                     (RESULT_BUILD_LOG_LINE, [Field::String(line), ..]) => {
                         tracing::info!(target: "containix::nix", id, "{}", line.trim_end());
+                        log_tail.offer(line);
                     }
                     (RESULT_SET_PHASE, [Field::String(phase), ..]) => {
                         tracing::debug!(target: "containix::nix", id, "build phase {phase}");
@@ -308,12 +403,14 @@ async fn read_fields<R: AsyncBufRead + Unpin>(
 async fn read_error<R: AsyncBufRead + Unpin>(
     reader: &mut WireReader<R>,
     version: ProtocolVersion,
+    log_tail: LogTail,
 ) -> DaemonResult<DaemonError> {
     if !version.at_least(26) {
-        let message = reader.text("error message", MAX_STRING_LEN).await?;
+        let message = strip_ansi(&reader.text("error message", MAX_STRING_LEN).await?);
         let status = reader.u64("error status").await?;
         return Ok(DaemonError::Daemon {
-            message: strip_ansi(&message),
+            log_tail: log_tail.into_lines(&message),
+            message,
             status,
             traces: Vec::new(),
             closed_connection: false,
@@ -331,8 +428,10 @@ async fn read_error<R: AsyncBufRead + Unpin>(
         let hint = reader.text("error trace", MAX_STRING_LEN).await?;
         traces.push(strip_ansi(&hint));
     }
+    let message = strip_ansi(&message);
     Ok(DaemonError::Daemon {
-        message: strip_ansi(&message),
+        log_tail: log_tail.into_lines(&message),
+        message,
         status: level,
         traces,
         closed_connection: false,
@@ -495,6 +594,54 @@ mod tests {
             .u64(MAX_FIELD_COUNT + 1);
         let err = run(t.as_bytes(), V34).0.unwrap_err();
         assert!(err.to_string().contains("field count"), "{err}");
+    }
+
+    #[test]
+    fn log_tails_keep_the_last_problems_bounded_and_once() {
+        let mut tail = LogTail::default();
+        tail.offer("copying path '/nix/store/x' from 'http://cache'...\n");
+        tail.offer("\x1b[31;1merror:\x1b[0m first\n");
+        tail.offer("warning: second");
+        tail.offer("error: first");
+        assert_eq!(
+            tail.clone().into_lines("final"),
+            ["warning: second", "error: first"]
+        );
+        assert_eq!(tail.clone().into_lines("error: first"), ["warning: second"]);
+        tail.offer("warning: error: unable to download 'u': refused; retrying in 256 ms");
+        tail.offer("warning: error: unable to download 'u': refused; retrying in 525 ms");
+        assert_eq!(
+            tail.clone().into_lines("final"),
+            [
+                "warning: second",
+                "error: first",
+                "warning: error: unable to download 'u': refused; retrying in 525 ms"
+            ]
+        );
+        for n in 0..20 {
+            tail.offer(&format!("warning: number {n}"));
+        }
+        let lines = tail.into_lines("final");
+        assert_eq!(lines.len(), LOG_TAIL_LINES);
+        assert_eq!(lines[0], "warning: number 12");
+        let mut tail = LogTail::default();
+        tail.offer(&format!("error: {}", "é".repeat(1000)));
+        let lines = tail.into_lines("");
+        assert!(lines[0].len() <= LOG_TAIL_LINE_LEN, "{}", lines[0].len());
+        assert!(lines[0].ends_with('…'));
+        for quiet in [
+            "building '/nix/store/x.drv'...",
+            "querying info about missing paths",
+        ] {
+            assert!(!looks_like_a_problem(quiet), "{quiet}");
+        }
+        for loud in [
+            "HTTP error 404 (curl error: HTTP returned error)",
+            "cannot add path because it lacks a signature by a trusted key",
+            "Couldn't connect to server",
+        ] {
+            assert!(looks_like_a_problem(loud), "{loud}");
+        }
     }
 
     #[test]

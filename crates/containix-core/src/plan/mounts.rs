@@ -1,7 +1,8 @@
 //! The mounts a plan adds: one read-only bind per closure member at its own path, the
 //! state directory's files, and `/tmp` for a read-only root.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{Mount, MountBuilder};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use super::PlanError;
 use super::validate::base_destination;
 use crate::closure::Closure;
 use crate::program::within_closure;
-use crate::store_path::StorePath;
+use crate::store_path::{STORE_DIR, StorePath};
 use crate::store_view::{Outcome, StoreView, resolve_within};
 
 /// Options of a closure member's bind: read-only, no setuid, no device nodes.
@@ -65,6 +66,7 @@ pub fn closure_binds(
 ) -> Result<(Vec<Mount>, Vec<SkippedMember>), PlanError> {
     let mut mounts = Vec::with_capacity(closure.len());
     let mut skipped = Vec::new();
+    let inside_members = base_mounts_by_member(base);
     for member in closure.paths() {
         let store_error = |source| PlanError::Store {
             path: member.as_path().into(),
@@ -93,23 +95,51 @@ pub fn closure_binds(
             continue;
         }
         let mount = bind(member.as_path(), member.as_path(), &CLOSURE_BIND_OPTIONS)?;
-        check_conflicts(member, &mount, base)?;
+        check_conflicts(member, &mount, &inside_members)?;
         mounts.push(mount);
     }
     Ok((mounts, skipped))
 }
 
-/// A base mount at or below a member would be hidden by (or would hide) the member's bind.
-fn check_conflicts(member: &StorePath, mount: &Mount, base: &[Mount]) -> Result<(), PlanError> {
+/// Base mounts whose destination lies at or below a store path, by that store path, in base
+/// order: built once so that checking every member costs one lookup, not a scan of the base.
+type MountsByMember<'a> = BTreeMap<StorePath, Vec<(PathBuf, &'a Mount)>>;
+
+fn base_mounts_by_member(base: &[Mount]) -> MountsByMember<'_> {
+    let mut by_member = MountsByMember::new();
     for existing in base {
-        if existing == mount {
-            continue;
-        }
         if let Some(destination) = base_destination(existing)
-            && destination.starts_with(member.as_path())
+            && let Some(member) = store_path_of(&destination)
         {
+            by_member
+                .entry(member)
+                .or_default()
+                .push((destination, existing));
+        }
+    }
+    by_member
+}
+
+/// The store path a normalised path is at or below (`/nix/store/<hash>-<name>[/...]`), if it
+/// names a valid one.
+fn store_path_of(path: &Path) -> Option<StorePath> {
+    let rest = path.strip_prefix(STORE_DIR).ok()?;
+    let Some(Component::Normal(base_name)) = rest.components().next() else {
+        return None;
+    };
+    StorePath::parse(&format!("{STORE_DIR}/{}", base_name.to_str()?)).ok()
+}
+
+/// A base mount at or below a member would be hidden by (or would hide) the member's bind.
+fn check_conflicts(
+    member: &StorePath,
+    mount: &Mount,
+    inside_members: &MountsByMember<'_>,
+) -> Result<(), PlanError> {
+    for (destination, existing) in inside_members.get(member).into_iter().flatten() {
+        if *existing != mount {
             return Err(PlanError::MountConflict {
-                destination,
+                destination: destination.clone(),
                 member: member.clone(),
             });
         }
@@ -118,7 +148,8 @@ fn check_conflicts(member: &StorePath, mount: &Mount, base: &[Mount]) -> Result<
 }
 
 /// Whether the base spec already mounts something at `destination` or at one of its parents
-/// (other than `/`), in which case containix leaves that place alone.
+/// (other than `/`), in which case containix leaves that place alone. A scan of the base: the
+/// plan asks this for a fixed handful of places, never per closure member.
 pub fn already_covered(base: &[Mount], destination: &Path) -> bool {
     base.iter()
         .filter_map(base_destination)

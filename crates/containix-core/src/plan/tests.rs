@@ -392,6 +392,84 @@ fn base_mounts_inside_the_closure_conflict() {
 }
 
 #[test]
+fn conflicts_are_found_however_the_destination_is_written() {
+    let ex = example();
+    let conflict = |destination: String| {
+        let mut base = containerd_spec(&[], &[], 0, false);
+        let mut mounts = base.mounts().clone().unwrap();
+        mounts.push(base_mount(&destination, "bind", "/x"));
+        base.set_mounts(Some(mounts));
+        plan(
+            &input(&ex.resolved, &base, None, ImageKind::Empty),
+            &ex.store,
+        )
+        .err()
+        .map(|err| err.to_string())
+    };
+    let app = ex.app.as_str();
+    for inside in [
+        app.to_owned(),
+        format!("{app}/share/doc"),
+        format!("{}//share/./doc/", app.trim_start_matches('/')),
+    ] {
+        let message = conflict(inside.clone()).unwrap_or_default();
+        assert!(
+            message.contains(&format!("inside closure member {app}")),
+            "{inside}: {message}"
+        );
+    }
+    // Outside every member: a longer name, another store path, the store itself.
+    let other = store_path("not-in-closure");
+    for outside in [
+        format!("{app}x/share"),
+        format!("{other}/share"),
+        "/nix/store".into(),
+    ] {
+        assert_eq!(conflict(outside.clone()), None, "{outside}");
+    }
+    // The member's own bind, already in the base, is no conflict.
+    let own = mounts::bind(
+        ex.app.as_path(),
+        ex.app.as_path(),
+        &mounts::CLOSURE_BIND_OPTIONS,
+    )
+    .unwrap();
+    let mut base = containerd_spec(&[], &[], 0, false);
+    let mut base_mounts = base.mounts().clone().unwrap();
+    base_mounts.push(own.clone());
+    base.set_mounts(Some(base_mounts));
+    let planned = plan(
+        &input(&ex.resolved, &base, None, ImageKind::Empty),
+        &ex.store,
+    )
+    .unwrap();
+    let spec = apply(&planned, base);
+    let mounts = spec.mounts().clone().unwrap();
+    assert_eq!(mounts.iter().filter(|m| **m == own).count(), 1);
+}
+
+#[test]
+fn apply_appends_each_missing_mount_once_in_plan_order() {
+    let a = base_mount("/a", "bind", "/src/a");
+    let a_other = base_mount("/a", "bind", "/src/other");
+    let b = base_mount("/b", "bind", "/src/b");
+    let c = base_mount("/c", "tmpfs", "tmpfs");
+    let mut base = containerd_spec(&[], &[], 0, false);
+    base.set_mounts(Some(vec![a.clone(), b.clone()]));
+    let spec_plan = SpecPlan {
+        state_dir: STATE_DIR.into(),
+        mounts: vec![b.clone(), a_other.clone(), c.clone(), c.clone(), a.clone()],
+        args: vec!["/bin/app".into()],
+        env: vec![],
+        files: vec![],
+        skipped: vec![],
+    };
+    let spec = apply(&spec_plan, base);
+    assert_eq!(spec.mounts().clone().unwrap(), [a, b, a_other, c]);
+    assert_eq!(apply(&spec_plan, spec.clone()), spec);
+}
+
+#[test]
 fn symlink_members_are_bound_only_inside_the_closure() {
     let target = store_path("target");
     let inner = store_path("inner-link");

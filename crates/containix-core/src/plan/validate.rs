@@ -71,7 +71,7 @@ pub fn check_mounts(
     closure: &Closure,
     state_dir: &Path,
 ) -> Result<(), PlanError> {
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = std::collections::HashSet::new();
     for mount in mounts {
         let destination = mount.destination();
         let invalid = |reason| PlanError::InvalidMount {
