@@ -1,7 +1,7 @@
 //! Where a volume's closure comes from: the seam between the plugin and closure resolution.
 //!
-//! TODO(resolver): implement [`ClosureSource`] for `containix_core::resolver::Resolver` once it
-//! is merged (flake refs, packages and store paths, with its step-naming deadline errors) and make
+//! TODO(resolver): `containix_core::resolver::Resolver` is merged; implement [`ClosureSource`]
+//! for it (flake refs, packages and store paths, with its step-naming deadline errors) and make
 //! it the binary's source. Until then [`StorePathsSource`] serves `storePaths` volumes over the
 //! daemon protocol and refuses the other sources with a clear error.
 

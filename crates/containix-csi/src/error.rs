@@ -1,12 +1,12 @@
 //! The plugin's errors and the gRPC codes the CSI specification asks for.
 
 use containix_core::closure_mount::ClosureMountError;
+use containix_core::gc_roots::GcRootError;
 use containix_core::volume_attributes::VolumeAttributeError;
 use thiserror::Error;
 use tonic::{Code, Status};
 
 use crate::closure_source::ResolveError;
-use crate::gc_root::GcRootError;
 use crate::volume_state::StateError;
 
 /// Why a Node call failed.

@@ -8,7 +8,6 @@
 pub mod client;
 pub mod closure_source;
 pub mod error;
-pub mod gc_root;
 pub mod identity;
 pub mod node;
 pub mod publish;

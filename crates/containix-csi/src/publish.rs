@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use containix_core::closure_mount::{
     self, ClosureMountPlan, Mounter, VolumeMode, collect_bin_links,
 };
+use containix_core::gc_roots::{GcRoots, MAX_CONSUMER_LEN};
 use containix_core::policy::NodePolicy;
 use containix_core::store_view::HostStore;
 use containix_core::volume_attributes::{POD_INFO_PREFIX, VolumeAttributes};
 
 use crate::closure_source::{ClosureSource, ResolveError};
 use crate::error::NodeError;
-use crate::gc_root::VolumeGcRoots;
 use crate::volume_state::{VolumeRecord, VolumeStore};
 
 /// What NodePublishVolume asks for, validated for presence.
@@ -51,7 +51,7 @@ pub struct Publisher<S> {
     source: S,
     mounter: Arc<dyn Mounter>,
     volumes: VolumeStore,
-    roots: VolumeGcRoots,
+    roots: GcRoots,
     in_flight: Mutex<HashSet<String>>,
 }
 
@@ -80,7 +80,7 @@ impl<S: ClosureSource> Publisher<S> {
             source,
             mounter,
             volumes: VolumeStore::open(state_dir.join("volumes"))?,
-            roots: VolumeGcRoots::new(state_dir.join("gcroots")),
+            roots: GcRoots::new(state_dir),
             in_flight: Mutex::default(),
         })
     }
@@ -169,7 +169,7 @@ impl<S: ClosureSource> Publisher<S> {
             roots: roots.clone(),
             closure_size: closure.len(),
             nar_size: closure.nar_size(),
-            gc_consumer: format!("csi-{}", VolumeStore::file_stem(volume)),
+            gc_consumer: gc_consumer(volume, pod.as_deref()),
             plan,
             complete: false,
         };
@@ -179,12 +179,8 @@ impl<S: ClosureSource> Publisher<S> {
             let holding = "registering the volume's GC root";
             tokio::time::timeout_at(
                 deadline,
-                self.roots.hold(
-                    &record.gc_consumer,
-                    pod.as_deref(),
-                    &roots,
-                    &mut resolution.daemon,
-                ),
+                self.roots
+                    .hold(&record.gc_consumer, &roots, &mut resolution.daemon),
             )
             .await
             .map_err(|_| ResolveError::DeadlineExceeded {
@@ -289,11 +285,34 @@ impl<S: ClosureSource> Publisher<S> {
             available,
         })
     }
+}
 
-    /// Whether a volume's GC root is held (for tests and diagnostics).
-    pub fn holds_gc_root(&self, volume_id: &str) -> bool {
-        self.roots
-            .holds(&format!("csi-{}", VolumeStore::file_stem(volume_id)))
+/// The GC root consumer of a volume: `csi-<pod namespace>_<pod name>-<volume>` when the pod is
+/// known and the name fits (`nix-store --gc --print-roots` then shows the pod), else
+/// `csi-<volume>`.
+fn gc_consumer(volume_id: &str, pod: Option<&str>) -> String {
+    let volume = VolumeStore::file_stem(volume_id);
+    let plain = format!("csi-{volume}");
+    let Some(pod) = pod else {
+        return plain;
+    };
+    let pod: String = pod
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let named = format!("csi-{pod}-{volume}");
+    if named.len() <= MAX_CONSUMER_LEN {
+        named
+    } else if plain.len() <= MAX_CONSUMER_LEN {
+        plain
+    } else {
+        format!("csi-{}", VolumeStore::hashed_stem(volume_id))
     }
 }
 

@@ -92,10 +92,15 @@ impl VolumeStore {
         if plain {
             volume_id.to_owned()
         } else {
-            let digest = Sha256::digest(volume_id.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("sha256-{hex}")
+            Self::hashed_stem(volume_id)
         }
+    }
+
+    /// `sha256-<hex>` of a volume id: a short, safe name for any id.
+    pub fn hashed_stem(volume_id: &str) -> String {
+        let digest = Sha256::digest(volume_id.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256-{hex}")
     }
 
     /// The record file of a volume.
