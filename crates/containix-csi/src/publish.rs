@@ -1,0 +1,352 @@
+//! Publishing and unpublishing a volume, independent of gRPC.
+//!
+//! Publish: validate the attributes against the node policy, resolve the closure within the
+//! deadline, plan the mounts, record the plan, hold a GC root, mount, mark the record complete.
+//! Any failure undoes what was done: nothing stays mounted, no record, no GC root. Unpublish
+//! undoes a record's mounts, root and files, and succeeds when there is nothing to undo.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use containix_core::closure_mount::{
+    self, ClosureMountPlan, Mounter, VolumeMode, collect_bin_links,
+};
+use containix_core::gc_roots::{GcRoots, MAX_CONSUMER_LEN};
+use containix_core::policy::NodePolicy;
+use containix_core::store_view::HostStore;
+use containix_core::volume_attributes::{POD_INFO_PREFIX, VolumeAttributes};
+
+use crate::closure_source::{ClosureSource, ResolveError};
+use crate::error::NodeError;
+use crate::volume_state::{VolumeRecord, VolumeStore};
+
+/// What NodePublishVolume asks for, validated for presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// The CO's volume id.
+    pub volume_id: String,
+    /// Where to publish.
+    pub target_path: PathBuf,
+    /// Whether the volume is read-only (else it gets a private writable overlay).
+    pub readonly: bool,
+    /// The volume attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Usage figures of a published volume, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeUsage {
+    /// What the volume can hold.
+    pub total: u64,
+    /// What it holds: the closure, plus the writes of a writable volume.
+    pub used: u64,
+    /// Room left for writes (zero for a read-only volume).
+    pub available: u64,
+}
+
+/// Publishes and unpublishes volumes on this node.
+pub struct Publisher<S> {
+    policy: NodePolicy,
+    source: S,
+    mounter: Arc<dyn Mounter>,
+    volumes: VolumeStore,
+    roots: GcRoots,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// Marks a volume busy until dropped.
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    volume_id: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap().remove(&self.volume_id);
+    }
+}
+
+impl<S: ClosureSource> Publisher<S> {
+    /// A publisher keeping its records and GC roots under `state_dir`.
+    pub fn new(
+        policy: NodePolicy,
+        source: S,
+        mounter: Arc<dyn Mounter>,
+        state_dir: &Path,
+    ) -> Result<Self, NodeError> {
+        Ok(Self {
+            policy,
+            source,
+            mounter,
+            volumes: VolumeStore::open(state_dir.join("volumes"))?,
+            roots: GcRoots::new(state_dir),
+            in_flight: Mutex::default(),
+        })
+    }
+
+    /// The volume records.
+    pub fn volumes(&self) -> &VolumeStore {
+        &self.volumes
+    }
+
+    /// The node policy.
+    pub fn policy(&self) -> &NodePolicy {
+        &self.policy
+    }
+
+    fn begin(&self, volume_id: &str) -> Result<InFlight<'_>, NodeError> {
+        if !self.in_flight.lock().unwrap().insert(volume_id.to_owned()) {
+            return Err(NodeError::Busy {
+                volume_id: volume_id.to_owned(),
+            });
+        }
+        Ok(InFlight {
+            set: &self.in_flight,
+            volume_id: volume_id.to_owned(),
+        })
+    }
+
+    /// Publishes a volume; publishing the same volume at the same target again succeeds.
+    pub async fn publish(&self, request: &PublishRequest) -> Result<(), NodeError> {
+        let attributes = VolumeAttributes::parse(&request.attributes)?;
+        attributes.check_policy(&self.policy)?;
+        let _busy = self.begin(&request.volume_id)?;
+        let volume = &request.volume_id;
+        if let Some(record) = self.volumes.load(volume)? {
+            if record.target_path != request.target_path {
+                return Err(NodeError::Incompatible {
+                    volume_id: volume.clone(),
+                    how: format!("at another target, {:?}", record.target_path),
+                });
+            }
+            if record.readonly != request.readonly
+                || without_pod_info(&record.attributes) != without_pod_info(&request.attributes)
+            {
+                return Err(NodeError::Incompatible {
+                    volume_id: volume.clone(),
+                    how: "at this target with other attributes or another read-only mode".into(),
+                });
+            }
+            if record.complete {
+                tracing::info!(volume, "already published");
+                return Ok(());
+            }
+            tracing::warn!(
+                volume,
+                "undoing an unfinished publish before publishing again"
+            );
+            self.undo(record).await?;
+        }
+
+        let pod = attributes.pod.qualified_name();
+        tracing::info!(
+            volume,
+            pod = pod.as_deref().unwrap_or("-"),
+            source = attributes.source_attribute(),
+            readonly = request.readonly,
+            "publishing"
+        );
+        let timeout = self.policy.effective_timeout(attributes.request.timeout);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut resolution = self.source.resolve(&attributes.request, timeout).await?;
+        let closure = &resolution.resolved.closure;
+        let roots = resolution.resolved.roots.clone();
+        let mode = if request.readonly {
+            VolumeMode::ReadOnly
+        } else {
+            VolumeMode::Writable(self.volumes.overlay_dirs(volume))
+        };
+        let bin_links = collect_bin_links(&HostStore, closure, &roots)?;
+        let plan =
+            ClosureMountPlan::new(&HostStore, closure, &bin_links, &request.target_path, mode)?;
+        let mut record = VolumeRecord {
+            volume_id: volume.clone(),
+            target_path: request.target_path.clone(),
+            readonly: request.readonly,
+            attributes: request.attributes.clone(),
+            pod: attributes.pod.clone(),
+            roots: roots.clone(),
+            closure_size: closure.len(),
+            nar_size: closure.nar_size(),
+            gc_consumer: gc_consumer(volume, pod.as_deref()),
+            plan,
+            complete: false,
+        };
+        self.volumes.save(&record)?;
+
+        let result = async {
+            let holding = "registering the volume's GC root";
+            tokio::time::timeout_at(
+                deadline,
+                self.roots
+                    .hold(&record.gc_consumer, &roots, &mut resolution.daemon),
+            )
+            .await
+            .map_err(|_| ResolveError::DeadlineExceeded {
+                step: holding.into(),
+                timeout,
+            })??;
+            let mounter = Arc::clone(&self.mounter);
+            let plan = record.plan.clone();
+            tokio::task::spawn_blocking(move || closure_mount::apply(&plan, mounter.as_ref()))
+                .await
+                .expect("mounting does not panic")?;
+            record.complete = true;
+            self.volumes.save(&record)?;
+            Ok::<(), NodeError>(())
+        }
+        .await;
+        // The volume's own root now protects the closure; the temporary roots can go.
+        drop(resolution);
+        match result {
+            Ok(()) => {
+                tracing::info!(
+                    volume,
+                    paths = record.closure_size,
+                    nar_size = record.nar_size,
+                    "published"
+                );
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(volume, %error, "publish failed; undoing it");
+                if let Err(cleanup) = self.undo(record).await {
+                    tracing::error!(volume, %cleanup, "undoing a failed publish");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Unpublishes a volume; unknown volumes and targets already unpublished succeed.
+    pub async fn unpublish(&self, volume_id: &str, target_path: &Path) -> Result<(), NodeError> {
+        let _busy = self.begin(volume_id)?;
+        let Some(record) = self.volumes.load(volume_id)? else {
+            tracing::info!(volume = volume_id, "not published; nothing to unpublish");
+            remove_empty_dir(target_path);
+            return Ok(());
+        };
+        if record.target_path != target_path {
+            tracing::warn!(
+                volume = volume_id,
+                published = ?record.target_path,
+                asked = ?target_path,
+                "unpublish of a target the volume is not published at; leaving it"
+            );
+            return Ok(());
+        }
+        self.undo(record).await?;
+        tracing::info!(volume = volume_id, "unpublished");
+        Ok(())
+    }
+
+    /// Undoes everything a record names: mounts, target directory, GC root, files, record.
+    async fn undo(&self, record: VolumeRecord) -> Result<(), NodeError> {
+        let mounter = Arc::clone(&self.mounter);
+        let plan = record.plan.clone();
+        tokio::task::spawn_blocking(move || closure_mount::unmount_all(&plan, mounter.as_ref()))
+            .await
+            .expect("unmounting does not panic")?;
+        remove_empty_dir(&record.target_path);
+        self.roots.release(&record.gc_consumer)?;
+        self.volumes.remove(&record.volume_id)?;
+        Ok(())
+    }
+
+    /// Usage of a published volume; `volume_path` must be where it is published.
+    pub fn usage(&self, volume_id: &str, volume_path: &Path) -> Result<VolumeUsage, NodeError> {
+        let not_found = || NodeError::VolumeNotFound {
+            volume_id: volume_id.to_owned(),
+            path: volume_path.display().to_string(),
+        };
+        let record = self.volumes.load(volume_id)?.ok_or_else(not_found)?;
+        if !record.complete || record.target_path != volume_path {
+            return Err(not_found());
+        }
+        let VolumeMode::Writable(dirs) = &record.plan.mode else {
+            return Ok(VolumeUsage {
+                total: record.nar_size,
+                used: record.nar_size,
+                available: 0,
+            });
+        };
+        let io_error = |source| NodeError::Io {
+            what: format!("measuring {:?}", dirs.upper),
+            source,
+        };
+        let stat = nix::sys::statvfs::statvfs(&dirs.upper).map_err(|e| io_error(e.into()))?;
+        let available = stat.blocks_available() * stat.fragment_size();
+        let written = tree_size(&dirs.upper).map_err(io_error)?;
+        let used = record.nar_size + written;
+        Ok(VolumeUsage {
+            total: used + available,
+            used,
+            available,
+        })
+    }
+}
+
+/// The GC root consumer of a volume: `csi-<pod namespace>_<pod name>-<volume>` when the pod is
+/// known and the name fits (`nix-store --gc --print-roots` then shows the pod), else
+/// `csi-<volume>`.
+fn gc_consumer(volume_id: &str, pod: Option<&str>) -> String {
+    let volume = VolumeStore::file_stem(volume_id);
+    let plain = format!("csi-{volume}");
+    let Some(pod) = pod else {
+        return plain;
+    };
+    let pod: String = pod
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let named = format!("csi-{pod}-{volume}");
+    if named.len() <= MAX_CONSUMER_LEN {
+        named
+    } else if plain.len() <= MAX_CONSUMER_LEN {
+        plain
+    } else {
+        format!("csi-{}", VolumeStore::hashed_stem(volume_id))
+    }
+}
+
+fn without_pod_info(attributes: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    attributes
+        .iter()
+        .filter(|(key, _)| !key.starts_with(POD_INFO_PREFIX))
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect()
+}
+
+/// Removes a target directory the plugin created, if it is empty; anything else stays.
+fn remove_empty_dir(path: &Path) {
+    match std::fs::remove_dir(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!(target = ?path, %err, "leaving the target directory"),
+    }
+}
+
+/// Bytes of the regular files under `dir`, without following links.
+fn tree_size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let metadata = entry.metadata()?;
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += metadata.len();
+            }
+        }
+    }
+    Ok(total)
+}
