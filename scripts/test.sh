@@ -18,6 +18,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "binaries (the test node puts the shim on containerd's PATH)"
 cargo build --workspace --bins --locked
 step "tests"
-cargo test --workspace --locked
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$results"
+step "the README's main job (the example flake's program in a pod)"
+target/debug/containix-example
 step "fuzz smoke"
 scripts/fuzz-smoke.sh "${CONTAINIX_FUZZ_SECONDS:-15}"
+
+# One closing line for the whole suite, summed over every test binary above.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$results"

@@ -1,12 +1,75 @@
-//! `containix`: resolve, inspect and run Nix closures as OCI containers.
+//! `containix`: resolve, inspect, assemble and run Nix closures as OCI containers.
 
-use clap::Parser;
+mod assembly;
+mod base_spec;
+mod commands;
+mod progress;
+mod resolution;
+mod source;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes every command documents.
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  failure (the error is printed as `containix: <message>`)
+  2  usage error (bad or missing arguments)";
 
 /// Run Nix closures as containers, without container images.
 #[derive(Parser)]
-#[command(name = "containix", version = containix_core::VERSION)]
-struct Args {}
+#[command(
+    name = "containix",
+    version = containix_core::VERSION,
+    after_help = format!("Example:\n  containix run path:./examples/hello\n\n{EXIT_CODES}"),
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Args::parse();
+#[derive(Subcommand)]
+enum Command {
+    Resolve(commands::resolve::Args),
+    Sbom(commands::sbom::Args),
+    Assemble(commands::assemble::Args),
+    Run(commands::run::Args),
+    Spec(commands::spec::Args),
+    Image(commands::image::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Resolve(args) => commands::resolve::run(args),
+        Command::Sbom(args) => commands::sbom::run(args),
+        Command::Assemble(args) => commands::assemble::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Spec(args) => commands::spec::run(args),
+        Command::Image(args) => commands::image::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("containix: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A single-threaded runtime for one command's async work.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Reports a usage error the way clap does (status 2) and exits.
+pub fn usage_error(message: &str) -> ! {
+    use clap::CommandFactory;
+    Cli::command()
+        .error(clap::error::ErrorKind::MissingRequiredArgument, message)
+        .exit()
 }

@@ -9,11 +9,26 @@
 /// The version of containix, shared by every binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod annotations;
+pub mod bundle;
 pub mod closure;
+pub mod closure_query;
+pub mod container_step;
+pub mod daemon;
 pub mod duration;
+pub mod flake_eval;
+pub mod flake_ref;
+pub mod gc_roots;
 pub mod nix32;
+pub mod oci_image;
 pub mod path_info;
+pub mod plan;
 pub mod policy;
+pub mod program;
+pub mod request;
 pub mod resolved;
+pub mod resolver;
+pub mod rootfs;
 pub mod sbom;
 pub mod store_path;
+pub mod store_view;

@@ -1,9 +1,12 @@
 //! A real, isolated test node for containix tests and benchmarks.
 
 pub mod binary_cache;
+pub mod containerd;
+pub mod cri;
 pub mod error;
 pub mod fixtures;
 pub mod http_server;
+pub mod images;
 pub mod nix_cli;
 pub mod nix_daemon;
 pub mod packages;

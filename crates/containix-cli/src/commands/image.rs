@@ -1,0 +1,50 @@
+//! `containix image`: images containix needs on a node.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use containix_core::oci_image::{EMPTY_IMAGE_NAME, empty_image};
+
+/// Write images containix uses (the empty image pods reference).
+#[derive(clap::Args)]
+#[command(after_help = format!(
+    "Example:\n  containix image empty --out containix-empty.tar && ctr -n k8s.io images import containix-empty.tar\n\n{}",
+    crate::EXIT_CODES
+))]
+pub struct Args {
+    #[command(subcommand)]
+    pub image: Image,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Image {
+    /// Write the empty OCI image (no layers' content) as an OCI archive (tar).
+    #[command(after_help = format!(
+        "Example:\n  containix image empty --out containix-empty.tar\n\n{}",
+        crate::EXIT_CODES
+    ))]
+    Empty {
+        /// The tar file to write; must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let Image::Empty { out } = args.image;
+    let image = empty_image(EMPTY_IMAGE_NAME)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&out)
+        .with_context(|| format!("--out {}: creating a new file", out.display()))?;
+    if let Err(err) = file.write_all(image.tar()).and_then(|()| file.sync_all()) {
+        let _ = fs::remove_file(&out);
+        return Err(err).with_context(|| format!("writing {}", out.display()));
+    }
+    eprintln!("wrote {} ({EMPTY_IMAGE_NAME})", out.display());
+    Ok(ExitCode::SUCCESS)
+}

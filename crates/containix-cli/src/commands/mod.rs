@@ -1,0 +1,8 @@
+//! One module per `containix` command.
+
+pub mod assemble;
+pub mod image;
+pub mod resolve;
+pub mod run;
+pub mod sbom;
+pub mod spec;

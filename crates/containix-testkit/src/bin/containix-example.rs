@@ -1,0 +1,122 @@
+//! `containix-example`: the README's main-job command.
+//!
+//! Stands up the test node (nix-daemon, a private containerd with CRI, runc), builds the example
+//! flake in `examples/hello` offline, and runs its program in a pod whose container image is
+//! containix's empty image and whose only content is the example's closure, bound read-only at
+//! its own store paths. Prints the program's output and tears the node down, leaving nothing.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use containix_core::oci_image::EMPTY_IMAGE_NAME;
+use containix_testkit::containerd::{Containerd, ContainerdOptions};
+use containix_testkit::cri::{ContainerLog, ContainerSpec, PodSandboxSpec};
+use containix_testkit::fixtures::{self, Built};
+use containix_testkit::nix_daemon::NixDaemon;
+use containix_testkit::packages;
+
+/// A hang guard for the example program, not a performance bound.
+const EXIT_LIMIT: Duration = Duration::from_secs(120);
+
+type BoxError = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("containix-example: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<ExitCode, BoxError> {
+    packages::require_node_packages()?;
+    let daemon = NixDaemon::start_or_reuse()?;
+    eprintln!(
+        "nix-daemon: answering on {}",
+        daemon.socket_path().display()
+    );
+
+    let built = fixtures::example_hello()?;
+    let program = built
+        .main_program_path()
+        .ok_or("the example declares no meta.mainProgram")?;
+    eprintln!(
+        "example: {} with a closure of {} store paths:",
+        built.out_path.display(),
+        built.closure.len()
+    );
+    for path in &built.closure {
+        eprintln!("  {}", path.display());
+    }
+
+    let node = Containerd::start(ContainerdOptions::default()).await?;
+    eprintln!(
+        "containerd: private instance on {}",
+        node.socket().display()
+    );
+    let outcome = run_pod(&node, &built, &program).await;
+    let report = node.stop().await?;
+    eprintln!(
+        "containerd: stopped; {}",
+        if report.is_clean() {
+            "nothing was left behind".to_owned()
+        } else {
+            format!("had to force cleanup: {report:?}")
+        }
+    );
+    let (exit_code, log) = outcome?;
+    for (text, to_stderr) in [(log.stdout(), false), (log.stderr(), true)] {
+        let newline = if text.is_empty() || text.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        if to_stderr {
+            eprint!("{text}{newline}");
+        } else {
+            print!("{text}{newline}");
+        }
+    }
+    eprintln!("example: the program exited with status {exit_code}");
+    Ok(if exit_code == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs the example's program in a pod from the empty image with the closure bound read-only.
+async fn run_pod(
+    node: &Containerd,
+    built: &Built,
+    program: &Path,
+) -> Result<(i32, ContainerLog), BoxError> {
+    let cri = node.cri();
+    let log_dir = node.create_pod_log_dir("containix-example")?;
+    let pod_config = PodSandboxSpec::new("containix-example")
+        .log_directory(&log_dir)
+        .build();
+    let pod = cri.run_pod_sandbox(&pod_config, "").await?;
+    let mut container = ContainerSpec::new("hello", EMPTY_IMAGE_NAME)
+        .command([program.to_string_lossy().into_owned()]);
+    for path in &built.closure {
+        container = container.mount(path, &path.to_string_lossy(), true);
+    }
+    let id = cri
+        .create_container(&pod, &container.build(), &pod_config)
+        .await?;
+    cri.start_container(&id).await?;
+    let status = cri.wait_for_exit(&id, EXIT_LIMIT).await?;
+    let log = ContainerLog::read(&log_dir.join(container.relative_log_path())).await?;
+    cri.remove_container(&id).await?;
+    cri.stop_pod_sandbox(&pod).await?;
+    cri.remove_pod_sandbox(&pod).await?;
+    Ok((status.exit_code, log))
+}

@@ -1,0 +1,858 @@
+//! A private containerd with CRI, for tests and benchmarks.
+//!
+//! [`Containerd::start`] runs `containerd` with its own root, state, sockets, runc root, CNI
+//! directories and config under a fresh temp dir, so instances never touch a system containerd
+//! or each other: every test can start its own. CRI is configured as a kubelet node would have it,
+//! plus what these machines need (`restrict_oom_score_adj`), the test images are imported, and a
+//! runtime handler [`CONTAINIX_RUNTIME_HANDLER`] runs `containerd-shim-containix-v1`.
+//!
+//! [`Containerd::stop`] removes every pod through CRI, stops containerd and then checks that
+//! nothing of the instance is left (processes, mounts); whatever is left is killed or unmounted
+//! and reported. Dropping an instance without `stop` does the forced part only.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use containix_core::oci_image::OciImage;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::cri::{CriClient, CriError};
+use crate::images::{self, ImageError};
+
+/// The CRI runtime handler (RuntimeClass `handler`) that runs containix pods.
+pub const CONTAINIX_RUNTIME_HANDLER: &str = "containix";
+/// The containerd runtime type of the containix handler.
+pub const CONTAINIX_RUNTIME_TYPE: &str = "io.containerd.containix.v1";
+/// The shim binary containerd derives from [`CONTAINIX_RUNTIME_TYPE`] and looks up on its PATH.
+pub const CONTAINIX_SHIM_BINARY: &str = "containerd-shim-containix-v1";
+/// Pod annotations containerd copies into the OCI specs of the containix handler's containers.
+pub const CONTAINIX_POD_ANNOTATIONS: &str = "containix.dev/*";
+/// Environment variable naming the shim binary, overriding the lookup in the target dir.
+pub const SHIM_BINARY_ENV: &str = "CONTAINIX_SHIM_BIN";
+
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+const LOG_TAIL_LINES: usize = 30;
+
+/// Why the test containerd could not be started or stopped cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory of the instance could not be created or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The containerd binary could not be executed.
+    #[error("starting {program}: {source} (install the containerd package)")]
+    Spawn {
+        /// The binary.
+        program: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// containerd exited while starting.
+    #[error("containerd exited with {status} while starting; last log lines:\n{log_tail}")]
+    ExitedEarly {
+        /// Its exit status.
+        status: ExitStatus,
+        /// The end of its log.
+        log_tail: String,
+    },
+    /// The CRI socket did not answer within the limit.
+    #[error(
+        "containerd's CRI did not answer within {waited:?} ({last_error}); last log lines:\n{log_tail}"
+    )]
+    NotReady {
+        /// How long we waited.
+        waited: Duration,
+        /// The last connection or RPC error.
+        last_error: String,
+        /// The end of containerd's log.
+        log_tail: String,
+    },
+    /// A test image could not be built or imported.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A CRI call failed.
+    #[error(transparent)]
+    Cri(#[from] CriError),
+    /// After stopping, processes or mounts of the instance remain even after forced cleanup.
+    #[error(
+        "containerd instance {dir} left {remaining_processes:?} and mounts {remaining_mounts:?} \
+         behind even after forced cleanup"
+    )]
+    Leftovers {
+        /// The instance directory (kept for inspection).
+        dir: PathBuf,
+        /// Processes still alive.
+        remaining_processes: Vec<InstanceProcess>,
+        /// Mount points still mounted.
+        remaining_mounts: Vec<PathBuf>,
+    },
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to start a test containerd.
+#[derive(Debug, Clone)]
+pub struct ContainerdOptions {
+    /// The `containerd` binary (default: found on PATH).
+    pub containerd_binary: PathBuf,
+    /// The `ctr` binary used to import images (default: found on PATH).
+    pub ctr_binary: PathBuf,
+    /// The static busybox the test images are built from.
+    pub busybox: PathBuf,
+    /// The `containerd-shim-containix-v1` binary to put on containerd's PATH, if any.
+    ///
+    /// Default: [`find_shim_binary`]. Without it the `containix` handler is still registered,
+    /// but pods using it fail at RunPodSandbox.
+    pub shim_binary: Option<PathBuf>,
+    /// Where the instance's temp dir is created (default: the system temp dir).
+    pub parent_dir: PathBuf,
+    /// Upper bound on waiting for CRI to answer after start (a hang guard, not a benchmark).
+    pub ready_limit: Duration,
+    /// Upper bound on waiting for containerd to exit after SIGTERM before SIGKILL.
+    pub stop_limit: Duration,
+}
+
+impl Default for ContainerdOptions {
+    fn default() -> Self {
+        Self {
+            containerd_binary: PathBuf::from("containerd"),
+            ctr_binary: PathBuf::from("ctr"),
+            busybox: PathBuf::from(images::HOST_BUSYBOX),
+            shim_binary: find_shim_binary(),
+            parent_dir: std::env::temp_dir(),
+            ready_limit: Duration::from_secs(30),
+            stop_limit: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Finds the built `containerd-shim-containix-v1`.
+///
+/// `$CONTAINIX_SHIM_BIN` wins. Otherwise the shim is looked up in the cargo target dir the
+/// running executable was built into (`target/<profile>/`, the parent of `deps/` for test
+/// binaries), which holds it after `cargo build -p containix-shim` (or a workspace build).
+pub fn find_shim_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(SHIM_BINARY_ENV) {
+        return Some(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(CONTAINIX_SHIM_BINARY))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Where everything of one instance lives, all under one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerdLayout {
+    dir: PathBuf,
+}
+
+impl ContainerdLayout {
+    /// The layout of an instance rooted at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The instance directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// containerd's `root` (content, snapshots, metadata).
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+    /// containerd's `state` (sockets, task bundles, sandbox files).
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+    /// The gRPC socket (containerd API and CRI).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+    /// The ttrpc socket.
+    pub fn ttrpc_socket(&self) -> PathBuf {
+        self.dir.join("containerd.ttrpc.sock")
+    }
+    /// The config file we write.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    /// containerd's stdout and stderr.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("containerd.log")
+    }
+    /// runc's state root for this instance.
+    pub fn runc_root(&self) -> PathBuf {
+        self.dir.join("runc")
+    }
+    /// The directory put first on containerd's PATH (holds the containix shim link).
+    pub fn bin(&self) -> PathBuf {
+        self.dir.join("bin")
+    }
+    /// CNI plugin and config directories (empty: only host-network pods are used).
+    pub fn cni(&self) -> PathBuf {
+        self.dir.join("cni")
+    }
+    /// containerd's `opt` plugin directory.
+    pub fn opt(&self) -> PathBuf {
+        self.dir.join("opt")
+    }
+    /// Parent of the pod log directories.
+    pub fn pod_logs(&self) -> PathBuf {
+        self.dir.join("pod-logs")
+    }
+    /// Scratch space for staged image tars.
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.join("scratch")
+    }
+}
+
+/// Renders containerd's config (version 2, as read by containerd 1.6 and 1.7).
+///
+/// Starts from the keys `containerd config default` prints and sets what a private test node
+/// needs: private paths, no TCP/debug/metrics listeners, CRI with `restrict_oom_score_adj`
+/// (required on VMs that cannot lower `oom_score_adj`), the pause image as `sandbox_image`, CNI
+/// pointed at empty private directories (host-network pods need no CNI), runc with a private
+/// root, and the containix runtime handler.
+pub fn render_config(layout: &ContainerdLayout, sandbox_image: &str) -> String {
+    let path = |p: PathBuf| toml_string(&p.to_string_lossy());
+    let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+    format!(
+        r#"version = 2
+root = {root}
+state = {state}
+oom_score = 0
+required_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+]
+
+[grpc]
+  address = {socket}
+
+[ttrpc]
+  address = {ttrpc}
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = {opt}
+
+  [{cri}]
+    sandbox_image = {sandbox_image}
+    restrict_oom_score_adj = true
+    disable_tcp_service = true
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+    enable_selinux = false
+
+    [{cri}.cni]
+      bin_dir = {cni_bin}
+      conf_dir = {cni_conf}
+
+    [{cri}.containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+
+      [{cri}.containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+
+        [{cri}.containerd.runtimes.runc.options]
+          Root = {runc_root}
+          SystemdCgroup = false
+
+      [{cri}.containerd.runtimes.{handler}]
+        runtime_type = {runtime_type}
+        pod_annotations = [{pod_annotations}]
+"#,
+        root = path(layout.root()),
+        state = path(layout.state()),
+        socket = path(layout.socket()),
+        ttrpc = path(layout.ttrpc_socket()),
+        opt = path(layout.opt()),
+        sandbox_image = toml_string(sandbox_image),
+        cni_bin = path(layout.cni().join("bin")),
+        cni_conf = path(layout.cni().join("net.d")),
+        runc_root = path(layout.runc_root()),
+        handler = CONTAINIX_RUNTIME_HANDLER,
+        runtime_type = toml_string(CONTAINIX_RUNTIME_TYPE),
+        pod_annotations = toml_string(CONTAINIX_POD_ANNOTATIONS),
+    )
+}
+
+/// A TOML basic string.
+fn toml_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A process that belongs to a test containerd instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceProcess {
+    /// Its pid.
+    pub pid: i32,
+    /// Its command line, arguments joined with spaces.
+    pub command: String,
+}
+
+impl fmt::Display for InstanceProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.pid, self.command)
+    }
+}
+
+/// What [`Containerd::stop`] found and had to force.
+#[derive(Debug, Default)]
+pub struct StopReport {
+    /// The first error removing pods and containers through CRI, if any.
+    pub pod_removal_error: Option<String>,
+    /// Whether containerd ignored SIGTERM within the limit and was killed.
+    pub containerd_killed: bool,
+    /// Processes of the instance (shims, containers) still alive after containerd stopped,
+    /// which were killed.
+    pub killed_processes: Vec<InstanceProcess>,
+    /// Mounts under the instance directory still present after containerd stopped, which
+    /// were unmounted.
+    pub unmounted: Vec<PathBuf>,
+}
+
+impl StopReport {
+    /// Whether everything stopped on its own: pods removed, containerd exited on SIGTERM,
+    /// nothing left to kill or unmount.
+    pub fn is_clean(&self) -> bool {
+        self.pod_removal_error.is_none()
+            && !self.containerd_killed
+            && self.killed_processes.is_empty()
+            && self.unmounted.is_empty()
+    }
+}
+
+/// The images every instance imports, built once per process (gzip of busybox is slow in debug).
+struct TestImages {
+    pause: OciImage,
+    busybox: OciImage,
+    empty: OciImage,
+}
+
+fn test_images(busybox: &Path) -> Result<Arc<TestImages>> {
+    static CACHE: Mutex<Option<(PathBuf, Arc<TestImages>)>> = Mutex::new(None);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((path, images)) = cache.as_ref()
+        && path == busybox
+    {
+        return Ok(images.clone());
+    }
+    let images = Arc::new(TestImages {
+        pause: images::pause_image(busybox)?,
+        busybox: images::busybox_image(busybox)?,
+        empty: images::empty_image()?,
+    });
+    *cache = Some((busybox.to_owned(), images.clone()));
+    Ok(images)
+}
+
+/// A running private containerd with CRI. Stop it with [`Containerd::stop`].
+#[derive(Debug)]
+pub struct Containerd {
+    layout: ContainerdLayout,
+    process: Option<Child>,
+    cri: Option<CriClient>,
+    ctr_binary: PathBuf,
+    stop_limit: Duration,
+    finished: bool,
+}
+
+impl Containerd {
+    /// Starts an instance, waits until CRI answers, and imports the pause, busybox and empty
+    /// images. On failure everything created so far is removed again.
+    pub async fn start(options: ContainerdOptions) -> Result<Self> {
+        let images = test_images(&options.busybox)?;
+        let dir = tempfile::Builder::new()
+            .prefix("containix-ctrd-")
+            .tempdir_in(&options.parent_dir)
+            .map_err(|source| Error::Io {
+                what: "creating the instance directory in",
+                path: options.parent_dir.clone(),
+                source,
+            })?
+            .keep();
+        // From here on, Drop cleans up if anything fails.
+        let mut instance = Self {
+            layout: ContainerdLayout::new(dir),
+            process: None,
+            cri: None,
+            ctr_binary: options.ctr_binary.clone(),
+            stop_limit: options.stop_limit,
+            finished: false,
+        };
+        instance.prepare_files(&options)?;
+        instance.spawn(&options)?;
+        instance.wait_until_ready(options.ready_limit).await?;
+        for image in [&images.pause, &images.busybox, &images.empty] {
+            instance.import_image(image).await?;
+        }
+        Ok(instance)
+    }
+
+    fn prepare_files(&self, options: &ContainerdOptions) -> Result<()> {
+        let layout = &self.layout;
+        for dir in [layout.bin(), layout.pod_logs(), layout.scratch()] {
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                what: "creating",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        if let Some(shim) = &options.shim_binary {
+            let link = layout.bin().join(CONTAINIX_SHIM_BINARY);
+            let target = std::path::absolute(shim).unwrap_or_else(|_| shim.clone());
+            std::os::unix::fs::symlink(&target, &link).map_err(|source| Error::Io {
+                what: "linking the containix shim at",
+                path: link,
+                source,
+            })?;
+        }
+        let config = render_config(layout, images::PAUSE_IMAGE);
+        std::fs::write(layout.config(), config).map_err(|source| Error::Io {
+            what: "writing",
+            path: layout.config(),
+            source,
+        })
+    }
+
+    fn spawn(&mut self, options: &ContainerdOptions) -> Result<()> {
+        use std::os::unix::process::CommandExt;
+
+        let log_path = self.layout.log();
+        let log = std::fs::File::create(&log_path).map_err(|source| Error::Io {
+            what: "creating",
+            path: log_path.clone(),
+            source,
+        })?;
+        let log_err = log.try_clone().map_err(|source| Error::Io {
+            what: "duplicating the handle of",
+            path: log_path,
+            source,
+        })?;
+        let child = std::process::Command::new(&options.containerd_binary)
+            .arg("--config")
+            .arg(self.layout.config())
+            .env("PATH", self.containerd_path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            // Its own process group: a Ctrl-C aimed at the test runner reaches us, and we stop it.
+            .process_group(0)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                program: options.containerd_binary.clone(),
+                source,
+            })?;
+        self.process = Some(child);
+        Ok(())
+    }
+
+    /// The instance's `bin` dir, then the inherited PATH, then the system dirs runc lives in.
+    fn containerd_path(&self) -> OsString {
+        let mut dirs = vec![self.layout.bin()];
+        if let Some(inherited) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&inherited));
+        }
+        for system in [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ] {
+            let system = PathBuf::from(system);
+            if !dirs.contains(&system) {
+                dirs.push(system);
+            }
+        }
+        std::env::join_paths(dirs).unwrap_or_default()
+    }
+
+    async fn wait_until_ready(&mut self, limit: Duration) -> Result<()> {
+        let started = Instant::now();
+        let socket = self.layout.socket();
+        let mut last_error = String::from("socket not created yet");
+        loop {
+            if let Some(status) = self
+                .process
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
+                return Err(Error::ExitedEarly {
+                    status,
+                    log_tail: self.log_tail(),
+                });
+            }
+            if socket.exists() {
+                match CriClient::connect(&socket).await {
+                    Ok(client) => match client.version().await {
+                        Ok(_) => {
+                            self.cri = Some(client);
+                            return Ok(());
+                        }
+                        Err(error) => last_error = error.to_string(),
+                    },
+                    Err(error) => last_error = error.to_string(),
+                }
+            }
+            if started.elapsed() >= limit {
+                return Err(Error::NotReady {
+                    waited: limit,
+                    last_error,
+                    log_tail: self.log_tail(),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The last lines of containerd's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.layout.log()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    /// The instance's paths.
+    pub fn layout(&self) -> &ContainerdLayout {
+        &self.layout
+    }
+
+    /// The gRPC socket (containerd API and CRI), e.g. for `ctr --address`.
+    pub fn socket(&self) -> PathBuf {
+        self.layout.socket()
+    }
+
+    /// A CRI client connected to this instance.
+    pub fn cri(&self) -> CriClient {
+        self.cri
+            .clone()
+            .expect("a started instance has a CRI client")
+    }
+
+    /// The name to use as a container image for the busybox test image.
+    pub fn busybox_image(&self) -> &'static str {
+        images::BUSYBOX_IMAGE
+    }
+
+    /// The sandbox (pause) image.
+    pub fn pause_image(&self) -> &'static str {
+        images::PAUSE_IMAGE
+    }
+
+    /// Creates and returns a log directory for pod `name`, as a kubelet does under
+    /// `/var/log/pods`.
+    pub fn create_pod_log_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.layout.pod_logs().join(name);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            what: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    /// Imports an image into the CRI namespace (`ctr images import`).
+    pub async fn import_image(&self, image: &OciImage) -> Result<()> {
+        let socket = self.layout.socket();
+        images::import_image(&self.ctr_binary, &socket, image, &self.layout.scratch()).await?;
+        Ok(())
+    }
+
+    /// Mounts under the instance directory (overlay rootfs, sandbox shm, ...), in mount order.
+    pub fn leftover_mounts(&self) -> Vec<PathBuf> {
+        mounts_under(self.layout.dir())
+    }
+
+    /// Processes of the instance other than containerd itself: shims and everything they run.
+    pub fn leftover_processes(&self) -> Vec<InstanceProcess> {
+        let own = self.process.as_ref().map(|child| child.id() as i32);
+        instance_processes(self.layout.dir())
+            .into_iter()
+            .filter(|process| Some(process.pid) != own)
+            .collect()
+    }
+
+    /// Removes every container and pod through CRI, stops containerd (SIGTERM, then SIGKILL after
+    /// the stop limit), kills and unmounts whatever the instance left, and removes its directory.
+    ///
+    /// The report says what had to be forced; an error means something could not be cleaned.
+    pub async fn stop(mut self) -> Result<StopReport> {
+        let mut report = StopReport::default();
+        if let Some(cri) = self.cri.take()
+            && let Err(error) = cri.remove_everything().await
+        {
+            report.pod_removal_error = Some(error.to_string());
+        }
+        if let Some(mut child) = self.process.take() {
+            signal(child.id() as i32, Signal::SIGTERM);
+            let deadline = Instant::now() + self.stop_limit;
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() >= deadline {
+                    report.containerd_killed = true;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        }
+        let (killed, unmounted) = force_cleanup(&self.layout);
+        report.killed_processes = killed;
+        report.unmounted = unmounted;
+        self.finished = true;
+        finish(&self.layout)?;
+        Ok(report)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        force_cleanup(&self.layout);
+        let _ = finish(&self.layout);
+    }
+}
+
+fn signal(pid: i32, signal: Signal) {
+    let _ = kill(Pid::from_raw(pid), signal);
+}
+
+/// Kills the instance's remaining processes and unmounts its remaining mounts.
+fn force_cleanup(layout: &ContainerdLayout) -> (Vec<InstanceProcess>, Vec<PathBuf>) {
+    let killed = instance_processes(layout.dir());
+    for process in &killed {
+        signal(process.pid, Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !instance_processes(layout.dir()).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mounted = mounts_under(layout.dir());
+    for mount in mounted.iter().rev() {
+        let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
+    }
+    (killed, mounted)
+}
+
+/// Removes the instance directory if nothing is left; otherwise keeps it and says what remains.
+fn finish(layout: &ContainerdLayout) -> Result<()> {
+    let remaining_processes = instance_processes(layout.dir());
+    let remaining_mounts = mounts_under(layout.dir());
+    if !remaining_processes.is_empty() || !remaining_mounts.is_empty() {
+        // Never delete recursively through a mount: it could reach host files.
+        return Err(Error::Leftovers {
+            dir: layout.dir().to_owned(),
+            remaining_processes,
+            remaining_mounts,
+        });
+    }
+    std::fs::remove_dir_all(layout.dir()).map_err(|source| Error::Io {
+        what: "removing the instance directory",
+        path: layout.dir().to_owned(),
+        source,
+    })
+}
+
+/// Mount points at or below `dir` in this process's mount namespace, in mount order.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|mount_point| mount_point.starts_with(dir))
+        .collect()
+}
+
+/// Decodes the octal escapes (`\040` for space, ...) mountinfo uses in paths.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes.get(i + 1..i + 4).filter(|_| bytes[i] == b'\\');
+        let decoded = escape
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Live processes whose command line mentions `dir` (containerd, shims, runc), plus all their
+/// descendants (pause and container processes), excluding zombies and this process.
+pub fn instance_processes(dir: &Path) -> Vec<InstanceProcess> {
+    // Every command line of the instance names a path inside `dir` (config, socket, runc root).
+    let needle = format!("{}/", dir.to_string_lossy());
+    let processes = list_processes();
+    let own = std::process::id() as i32;
+    let mut members: Vec<i32> = processes
+        .iter()
+        .filter(|p| p.pid != own && p.command.contains(&needle))
+        .map(|p| p.pid)
+        .collect();
+    // Close over the parent relation: children of members are members.
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for process in &processes {
+            if process.pid != own
+                && !members.contains(&process.pid)
+                && members.contains(&process.ppid)
+            {
+                members.push(process.pid);
+                grew = true;
+            }
+        }
+    }
+    processes
+        .into_iter()
+        .filter(|p| members.contains(&p.pid))
+        .map(|p| InstanceProcess {
+            pid: p.pid,
+            command: p.command,
+        })
+        .collect()
+}
+
+struct ProcessEntry {
+    pid: i32,
+    ppid: i32,
+    command: String,
+}
+
+/// Every live (non-zombie) process with its parent and command line.
+fn list_processes() -> Vec<ProcessEntry> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may contain spaces and parentheses.
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+            let state = fields.next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            if state == "Z" || state == "X" {
+                return None;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let command = cmdline
+                .split(|&b| b == 0)
+                .filter(|arg| !arg.is_empty())
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some(ProcessEntry { pid, ppid, command })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_points_every_path_into_the_instance_dir_and_sets_required_cri_keys() {
+        let layout = ContainerdLayout::new("/tmp/x");
+        let config = render_config(&layout, "localhost/p:1");
+        for expected in [
+            "root = \"/tmp/x/root\"",
+            "state = \"/tmp/x/state\"",
+            "address = \"/tmp/x/containerd.sock\"",
+            "address = \"/tmp/x/containerd.ttrpc.sock\"",
+            "restrict_oom_score_adj = true",
+            "sandbox_image = \"localhost/p:1\"",
+            "conf_dir = \"/tmp/x/cni/net.d\"",
+            "Root = \"/tmp/x/runc\"",
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.containix]",
+            "runtime_type = \"io.containerd.containix.v1\"",
+            "pod_annotations = [\"containix.dev/*\"]",
+        ] {
+            assert!(
+                config.contains(expected),
+                "missing {expected:?} in\n{config}"
+            );
+        }
+    }
+
+    #[test]
+    fn toml_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(toml_string("a\nb"), "\"a\\u000Ab\"");
+    }
+
+    #[test]
+    fn mountinfo_octal_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo(r"/tmp/a\040b\134c"), r"/tmp/a b\c");
+        assert_eq!(unescape_mountinfo(r"/plain\"), r"/plain\");
+    }
+
+    #[test]
+    fn this_process_is_never_an_instance_process() {
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap();
+        let pids: Vec<i32> = instance_processes(dir).iter().map(|p| p.pid).collect();
+        assert!(!pids.contains(&(std::process::id() as i32)));
+    }
+}

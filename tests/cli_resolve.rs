@@ -1,0 +1,250 @@
+//! The `containix` binary's read-only commands against the real test node: resolve, sbom, spec,
+//! image, and every command's help. Run `cargo build -p containix-cli` (or a workspace build)
+//! first; `$CONTAINIX_BIN` overrides where the binary is looked up.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use containix_testkit::fixtures::{self, Built};
+use serde_json::Value;
+
+/// Finds the built `containix` next to this test executable's target dir.
+fn containix_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("CONTAINIX_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("containix"))
+        .find(|candidate| candidate.is_file())
+        .expect("the containix binary is built (cargo build -p containix-cli)")
+}
+
+fn containix(args: &[&str]) -> Output {
+    containix_in(Path::new("/"), args)
+}
+
+fn containix_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(containix_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "status {:?}, stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+fn flake_ref(built: &Built) -> String {
+    format!("path:{}", built.flake_source.display())
+}
+
+fn closure_strings(built: &Built) -> BTreeSet<String> {
+    built
+        .closure
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+#[test]
+fn resolve_json_lists_exactly_the_closure_with_sizes() {
+    let built = fixtures::example_hello().unwrap();
+    let json = stdout_json(&containix(&["resolve", "--json", &flake_ref(&built)]));
+    let paths: BTreeSet<String> = json["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paths, closure_strings(&built));
+    let sum: u64 = json["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["narSize"].as_u64().unwrap())
+        .sum();
+    assert_eq!(json["narSize"].as_u64(), Some(sum));
+    assert_eq!(json["count"].as_u64(), Some(built.closure.len() as u64));
+    assert_eq!(json["roots"][0], built.out_path.display().to_string());
+    assert_eq!(json["mainProgram"], "hello");
+}
+
+#[test]
+fn resolve_text_store_paths_and_a_relative_ref_agree() {
+    let built = fixtures::example_hello().unwrap();
+    let text = containix(&["resolve", &flake_ref(&built)]);
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    for member in &built.closure {
+        assert!(text.contains(&member.display().to_string()), "{text}");
+    }
+    assert!(text.lines().last().unwrap().contains("total"), "{text}");
+
+    let out = built.out_path.display().to_string();
+    let by_path = stdout_json(&containix(&["resolve", "--json", "--store-paths", &out]));
+    let base = built.flake_source.file_name().unwrap().to_str().unwrap();
+    let relative = format!("path:./{base}");
+    let by_relative = stdout_json(&containix_in(
+        Path::new("/nix/store"),
+        &["resolve", "--json", &relative],
+    ));
+    assert_eq!(by_path["paths"], by_relative["paths"]);
+}
+
+#[test]
+fn resolve_reads_pod_annotations() {
+    let built = fixtures::example_hello().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pod.annotations");
+    std::fs::write(
+        &file,
+        format!(
+            "# a pod\ncontainix.dev/store-paths.app = {}\ncontainix.dev/timeout=2m\n",
+            built.out_path.display()
+        ),
+    )
+    .unwrap();
+    let json = stdout_json(&containix(&[
+        "resolve",
+        "--json",
+        "--annotations",
+        file.to_str().unwrap(),
+    ]));
+    assert_eq!(json["count"].as_u64(), Some(built.closure.len() as u64));
+    let bad = containix(&[
+        "resolve",
+        "--annotations",
+        file.to_str().unwrap(),
+        "--container",
+        "other",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("container `other`"));
+}
+
+#[test]
+fn sbom_is_cyclonedx_of_the_closure() {
+    let built = fixtures::example_hello().unwrap();
+    let json = stdout_json(&containix(&["sbom", &flake_ref(&built)]));
+    assert_eq!(json["bomFormat"], "CycloneDX");
+    assert_eq!(json["specVersion"], "1.5");
+    assert_eq!(
+        json["components"].as_array().unwrap().len(),
+        built.closure.len()
+    );
+}
+
+#[test]
+fn spec_prints_the_bundle_spec_or_only_the_plan() {
+    let built = fixtures::example_hello().unwrap();
+    let reference = flake_ref(&built);
+    let spec = stdout_json(&containix(&[
+        "spec",
+        "--bundle",
+        "/tmp/containix-spec-test",
+        &reference,
+        "--",
+        "--loud",
+    ]));
+    let program = built.out_path.join("bin/hello").display().to_string();
+    assert_eq!(
+        spec["process"]["args"],
+        serde_json::json!([program, "--loud"])
+    );
+    assert_eq!(spec["root"]["readonly"], true);
+    let store = spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/nix/store")
+        .expect("/nix/store is mounted");
+    assert_eq!(store["source"], "/tmp/containix-spec-test/rootfs/nix/store");
+    assert!(store["options"].as_array().unwrap().contains(&"ro".into()));
+
+    let plan = stdout_json(&containix(&[
+        "spec",
+        "--diff",
+        "--link",
+        "bind",
+        "--bundle",
+        "/tmp/containix-spec-test",
+        &reference,
+    ]));
+    assert_eq!(plan["args"], serde_json::json!([program]));
+    let member_binds = plan["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["destination"]
+                .as_str()
+                .unwrap()
+                .starts_with("/nix/store/")
+        })
+        .count();
+    assert_eq!(member_binds, built.closure.len());
+    assert!(!Path::new("/tmp/containix-spec-test").exists());
+}
+
+#[test]
+fn image_empty_writes_a_tar_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("empty.tar");
+    let first = containix(&["image", "empty", "--out", out.to_str().unwrap()]);
+    assert!(first.status.success(), "{first:?}");
+    let bytes = std::fs::read(&out).unwrap();
+    // A tar archive: ustar magic in the first header, and the OCI layout's index.
+    assert_eq!(&bytes[257..262], b"ustar");
+    assert!(bytes.windows(10).any(|w| w == b"index.json"));
+    let again = containix(&["image", "empty", "--out", out.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).starts_with("containix: --out"));
+}
+
+#[test]
+fn every_command_has_help_with_an_example_and_exit_codes() {
+    for command in [
+        &[][..],
+        &["resolve"],
+        &["sbom"],
+        &["assemble"],
+        &["run"],
+        &["spec"],
+        &["image"],
+        &["image", "empty"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let output = containix(&args);
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(help.contains("Example"), "{args:?}: {help}");
+        assert!(help.contains("Exit status"), "{args:?}: {help}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_bad_values_exit_1() {
+    let none = containix(&["resolve"]);
+    assert_eq!(none.status.code(), Some(2));
+    let option_like = containix(&["resolve", "--", "-x"]);
+    assert_eq!(option_like.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&option_like.stderr);
+    assert!(stderr.starts_with("containix: FLAKE-REF"), "{stderr}");
+    let relative = containix(&["resolve", "--store-paths", "nix/store/x-y"]);
+    assert_eq!(relative.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&relative.stderr).contains("--store-paths"));
+    let two = containix(&["resolve", "github:o/r", "--packages", "curl"]);
+    assert_eq!(two.status.code(), Some(2));
+}

@@ -1,0 +1,585 @@
+//! The resolver against the test node's real nix-daemon: flake, store-path and package requests,
+//! substitution from a signed local HTTP cache, the node policy, the deadline, and one evaluation
+//! for many concurrent resolutions of a locked ref.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use containix_core::flake_ref::FlakeInstallable;
+use containix_core::policy::NodePolicy;
+use containix_core::request::{PackageName, Request, Source};
+use containix_core::resolver::{ResolveError, ResolveProgress, Resolver, Step};
+use containix_core::store_path::StorePath;
+use containix_testkit::binary_cache::{BinaryCache, SigningKey, substitution_options};
+use containix_testkit::fixtures::{self, Built, Fixture, is_valid_path};
+use containix_testkit::nix_cli::NixCommand;
+use containix_testkit::nix_daemon::NixDaemon;
+use tempfile::TempDir;
+
+/// A node set up for one test: a policy file, a state directory and a `nix` wrapper that counts
+/// its runs, all in one temporary directory.
+struct Node {
+    dir: TempDir,
+}
+
+impl Node {
+    /// A node whose policy allows `path:` flakes in the store and the given extra TOML lines.
+    fn new(extra_policy: &str) -> Node {
+        Self::with_prefixes(&["path:/nix/store/"], extra_policy)
+    }
+
+    fn with_prefixes(prefixes: &[&str], extra_policy: &str) -> Node {
+        let daemon = NixDaemon::start_or_reuse().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("containix-resolve-")
+            .tempdir()
+            .unwrap();
+        let counter = dir.path().join("nix-runs");
+        let wrapper = dir.path().join("nix");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho run >> '{}'\nexec nix \"$@\"\n",
+                counter.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )
+        .unwrap();
+        let prefixes: Vec<String> = prefixes.iter().map(|p| format!("{p:?}")).collect();
+        let policy = format!(
+            "allowed-flake-prefixes = [{}]\nrealise = \"build\"\nstate-dir = {:?}\n\
+             nix-command = {:?}\ndaemon-socket = {:?}\n{extra_policy}\n",
+            prefixes.join(", "),
+            dir.path().join("state"),
+            wrapper,
+            daemon.socket_path(),
+        );
+        std::fs::write(dir.path().join("config.toml"), policy).unwrap();
+        Node { dir }
+    }
+
+    fn policy(&self) -> NodePolicy {
+        NodePolicy::from_file(&self.dir.path().join("config.toml")).unwrap()
+    }
+
+    fn resolver(&self) -> Resolver {
+        Resolver::new(self.policy())
+    }
+
+    /// How many times the wrapper ran `nix`.
+    fn nix_runs(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("nix-runs"))
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+fn request(source: Source) -> Request {
+    Request {
+        container: "app".into(),
+        source,
+        entrypoint: None,
+        timeout: None,
+    }
+}
+
+fn flake(installable: &str) -> Source {
+    Source::Flake(FlakeInstallable::parse(installable).unwrap())
+}
+
+fn store_path(path: &Path) -> StorePath {
+    StorePath::parse(path.to_str().unwrap()).unwrap()
+}
+
+/// `path:<source>?narHash=<hash>#<attr>`: a locked ref to a built fixture.
+fn locked_ref(built: &Built) -> String {
+    let metadata = NixCommand::nix()
+        .args(["flake", "metadata", "--json"])
+        .arg(format!("path:{}", built.flake_source.display()))
+        .run()
+        .unwrap();
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    let nar_hash = metadata["locked"]["narHash"].as_str().unwrap();
+    format!(
+        "path:{}?narHash={nar_hash}#{}",
+        built.flake_source.display(),
+        built.attr
+    )
+}
+
+/// A NAR hash as `nix path-info --json` prints it (SRI, or `sha256:` nix32/hex), as hex.
+fn nar_hash_hex(text: &str) -> String {
+    let bytes = if let Some(b64) = text.strip_prefix("sha256-") {
+        base64_decode(b64)
+    } else {
+        let digest = text.strip_prefix("sha256:").expect("a sha256 hash");
+        if digest.len() == 64 {
+            return digest.to_owned();
+        }
+        containix_core::nix32::decode(digest, 32).unwrap()
+    };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut bits, mut count, mut out) = (0u32, 0, Vec::new());
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let value = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
+        bits = bits << 6 | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+/// Builds an isolated fixture, pushes its closure to a fresh signed cache, and deletes from the
+/// store what `delete` selects of what the build created.
+fn pushed_and_deleted(delete: impl Fn(&Path) -> bool) -> (Built, BinaryCache) {
+    let built = Fixture::Diamond.build_isolated().unwrap();
+    let cache = BinaryCache::create().unwrap();
+    cache.push(&[&built.out_path]).unwrap();
+    let doomed: Vec<&PathBuf> = built
+        .created_store_paths()
+        .unwrap()
+        .iter()
+        .filter(|p| delete(p))
+        .collect();
+    NixCommand::nix_store()
+        .arg("--delete")
+        .args(doomed)
+        .run()
+        .unwrap();
+    assert!(!is_valid_path(&built.out_path).unwrap());
+    (built, cache)
+}
+
+/// Whether the store's record of `path` carries a signature by the key named like `public_key`.
+fn signed_by(path: &Path, public_key: &str) -> bool {
+    let key_name = public_key.split(':').next().unwrap();
+    let json = NixCommand::nix()
+        .args(["path-info", "--json"])
+        .arg(path)
+        .run()
+        .unwrap();
+    let infos: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    infos[0]["signatures"].as_array().is_some_and(|sigs| {
+        sigs.iter()
+            .any(|s| s.as_str().unwrap().starts_with(&format!("{key_name}:")))
+    })
+}
+
+#[tokio::test]
+async fn flake_closure_equals_nix_store_and_path_info() {
+    let built = Fixture::Diamond.build().unwrap();
+    let node = Node::new("");
+    let resolution = node
+        .resolver()
+        .resolve(&request(flake(&built.flake_ref())))
+        .await
+        .unwrap();
+    let resolved = resolution.into_unrooted();
+    assert_eq!(resolved.roots, vec![store_path(&built.out_path)]);
+    assert_eq!(resolved.main_program.as_deref(), Some("diamond"));
+    assert_eq!(resolved.package_name.as_deref(), Some("diamond"));
+    assert_eq!(resolved.package_version.as_deref(), Some("1.0"));
+
+    let ours: Vec<PathBuf> = resolved
+        .closure
+        .paths()
+        .map(|p| p.as_path().to_owned())
+        .collect();
+    assert_eq!(ours, built.closure);
+
+    let json = NixCommand::nix()
+        .args(["path-info", "--json", "-r"])
+        .arg(&built.out_path)
+        .run()
+        .unwrap();
+    let infos: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let by_path: BTreeMap<&str, &serde_json::Value> = infos
+        .iter()
+        .map(|info| (info["path"].as_str().unwrap(), info))
+        .collect();
+    assert_eq!(by_path.len(), resolved.closure.len());
+    for info in resolved.closure.infos() {
+        let nix = by_path[info.path.as_str()];
+        assert_eq!(
+            info.nar_size,
+            nix["narSize"].as_u64().unwrap(),
+            "{}",
+            info.path
+        );
+        assert_eq!(
+            info.nar_hash,
+            nar_hash_hex(nix["narHash"].as_str().unwrap()),
+            "{}",
+            info.path
+        );
+    }
+    // An unlocked ref is evaluated every time and never cached.
+    assert_eq!(node.nix_runs(), 1);
+}
+
+#[tokio::test]
+async fn store_paths_are_substituted_from_the_signed_cache() {
+    let (built, cache) = pushed_and_deleted(|_| true);
+    let server = cache.serve().unwrap();
+    let node = Node::new("");
+    let resolver = node
+        .resolver()
+        .with_daemon_settings(substitution_options(&server.url(), cache.public_key()));
+    let (progress, mut watcher) = tokio::sync::watch::channel(ResolveProgress::default());
+    let steps = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while watcher.changed().await.is_ok() {
+            if let Some(step) = watcher.borrow_and_update().step.clone() {
+                seen.push(step);
+            }
+        }
+        seen
+    });
+    let resolved = resolver
+        .resolve_with_progress(
+            &request(Source::StorePaths(vec![store_path(&built.out_path)])),
+            &progress,
+        )
+        .await
+        .unwrap()
+        .into_unrooted();
+    drop(progress);
+    let steps = steps.await.unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| *s == Step::Substituting(store_path(&built.out_path))),
+        "{steps:?}"
+    );
+    let ours: Vec<PathBuf> = resolved
+        .closure
+        .paths()
+        .map(|p| p.as_path().to_owned())
+        .collect();
+    assert_eq!(ours, built.closure);
+    assert_eq!(resolved.main_program, None);
+    assert_eq!(resolved.package_name.as_deref(), Some("diamond"));
+    assert!(signed_by(&built.out_path, cache.public_key()));
+    assert_eq!(node.nix_runs(), 0, "store paths are never evaluated");
+    built.delete_from_store().unwrap();
+}
+
+#[tokio::test]
+async fn flake_with_realise_substitute_fetches_the_outputs() {
+    // Keep the flake source so the flake can be evaluated; everything else goes.
+    let (built, cache) = pushed_and_deleted(|p| !p.to_str().unwrap().ends_with("-source"));
+    let server = cache.serve().unwrap();
+    let node = Node::new("");
+    let mut policy = node.policy();
+    policy.realise = containix_core::policy::Realise::Substitute;
+    let resolved = Resolver::new(policy)
+        .with_daemon_settings(substitution_options(&server.url(), cache.public_key()))
+        .resolve(&request(flake(&built.flake_ref())))
+        .await
+        .unwrap()
+        .into_unrooted();
+    assert_eq!(resolved.roots, vec![store_path(&built.out_path)]);
+    assert_eq!(resolved.closure.len(), built.closure.len());
+    assert!(signed_by(&built.out_path, cache.public_key()));
+    built.delete_from_store().unwrap();
+}
+
+#[tokio::test]
+async fn realise_substitute_without_a_cache_never_builds() {
+    let built = Fixture::Diamond.build_isolated().unwrap();
+    let keep_source = |p: &&PathBuf| !p.to_str().unwrap().ends_with("-source");
+    let doomed: Vec<&PathBuf> = built
+        .created_store_paths()
+        .unwrap()
+        .iter()
+        .filter(keep_source)
+        .collect();
+    NixCommand::nix_store()
+        .arg("--delete")
+        .args(doomed)
+        .run()
+        .unwrap();
+    let node = Node::new("");
+    let mut policy = node.policy();
+    policy.realise = containix_core::policy::Realise::Substitute;
+    let err = Resolver::new(policy)
+        .with_daemon_settings([("substituters", "")])
+        .resolve(&request(flake(&built.flake_ref())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ResolveError::Substitute { .. }), "{err}");
+    assert!(!is_valid_path(&built.out_path).unwrap());
+    built.delete_from_store().unwrap();
+}
+
+#[tokio::test]
+async fn stopped_cache_error_names_the_path() {
+    let (built, cache) = pushed_and_deleted(|_| true);
+    let server = cache.serve().unwrap();
+    let url = server.url();
+    drop(server);
+    let mut settings = substitution_options(&url, cache.public_key());
+    settings.push(("download-attempts".into(), "1".into()));
+    let err = Node::new("")
+        .resolver()
+        .with_daemon_settings(settings)
+        .resolve(&request(Source::StorePaths(vec![store_path(
+            &built.out_path,
+        )])))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, ResolveError::Substitute { .. }), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "container app: {} could not be substituted from this node's binary caches",
+            built.out_path.display()
+        )) && message.contains("trusted-public-keys"),
+        "{message}"
+    );
+    assert!(!is_valid_path(&built.out_path).unwrap());
+    built.delete_from_store().unwrap();
+}
+
+#[tokio::test]
+async fn untrusted_signing_key_is_refused() {
+    let (built, cache) = pushed_and_deleted(|_| true);
+    let server = cache.serve().unwrap();
+    let other = SigningKey::generate("containix-other-1", &cache.scratch_dir()).unwrap();
+    let err = Node::new("")
+        .resolver()
+        .with_daemon_settings(substitution_options(&server.url(), &other.public_key))
+        .resolve(&request(Source::StorePaths(vec![store_path(
+            &built.out_path,
+        )])))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, ResolveError::Substitute { .. }), "{message}");
+    assert!(
+        message.contains(built.out_path.to_str().unwrap()),
+        "{message}"
+    );
+    assert!(!is_valid_path(&built.out_path).unwrap());
+    built.delete_from_store().unwrap();
+}
+
+#[tokio::test]
+async fn unsigned_cache_is_refused() {
+    let built = Fixture::Diamond.build_isolated().unwrap();
+    let unsigned = tempfile::Builder::new()
+        .prefix("containix-unsigned-cache-")
+        .tempdir()
+        .unwrap();
+    NixCommand::nix()
+        .args(["copy", "--to"])
+        .arg(format!("file://{}", unsigned.path().display()))
+        .arg(&built.out_path)
+        .run()
+        .unwrap();
+    built.delete_from_store().unwrap();
+    let server = containix_testkit::http_server::StaticFileServer::serve(unsigned.path()).unwrap();
+    let key = SigningKey::generate("containix-unused-1", unsigned.path()).unwrap();
+    let err = Node::new("")
+        .resolver()
+        .with_daemon_settings(substitution_options(&server.url(), &key.public_key))
+        .resolve(&request(Source::StorePaths(vec![store_path(
+            &built.out_path,
+        )])))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ResolveError::Substitute { .. }), "{err}");
+    assert!(!is_valid_path(&built.out_path).unwrap());
+    built.delete_from_store().unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_resolutions_of_a_locked_ref_evaluate_once() {
+    let built = Fixture::Diamond.build().unwrap();
+    let installable = locked_ref(&built);
+    let node = Node::new("");
+    let resolver = node.resolver();
+    let request = request(flake(&installable));
+    let resolutions = (0..20).map(|_| resolver.resolve(&request));
+    let results = futures_join_all(resolutions).await;
+    let roots: BTreeSet<Vec<StorePath>> = results
+        .into_iter()
+        .map(|r| r.unwrap().into_unrooted().roots)
+        .collect();
+    assert_eq!(roots.len(), 1);
+    assert_eq!(node.nix_runs(), 1);
+    // A later resolution is a cache hit too, and still yields the closure.
+    let again = resolver.resolve(&request).await.unwrap().into_unrooted();
+    assert_eq!(again.closure.len(), built.closure.len());
+    assert_eq!(again.main_program.as_deref(), Some("diamond"));
+    assert_eq!(node.nix_runs(), 1);
+}
+
+/// Polls every future to completion concurrently on this task (no extra dependency).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test]
+async fn tiny_deadline_names_the_running_step() {
+    let built = Fixture::Diamond.build().unwrap();
+    let installable = built.flake_ref();
+    let mut request = request(flake(&installable));
+    request.timeout = Some(Duration::from_millis(1));
+    let err = Node::new("")
+        .resolver()
+        .resolve(&request)
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("it was evaluating {installable}")),
+        "{message}"
+    );
+    assert!(
+        message.starts_with("container app: resolution did not finish within"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn disallowed_prefix_is_refused_before_any_evaluation() {
+    let built = Fixture::Diamond.build().unwrap();
+    let node = Node::with_prefixes(&["github:my-org/"], "");
+    let err = node
+        .resolver()
+        .resolve(&request(flake(&built.flake_ref())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ResolveError::NotAllowed { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("is not allowed on this node"), "{message}");
+    assert!(message.contains("github:my-org/"), "{message}");
+    assert_eq!(node.nix_runs(), 0);
+}
+
+#[tokio::test]
+async fn packages_resolve_in_the_package_set() {
+    let built = Fixture::Diamond.build().unwrap();
+    let node = Node::new(&format!(
+        "package-set = \"path:{}\"",
+        built.flake_source.display()
+    ));
+    let names = ["leaf", "base"].map(|n| PackageName::parse(n).unwrap());
+    let resolved = node
+        .resolver()
+        .resolve(&request(Source::Packages(names.to_vec())))
+        .await
+        .unwrap()
+        .into_unrooted();
+    let root_names: Vec<&str> = resolved.roots.iter().map(StorePath::name).collect();
+    assert_eq!(root_names, ["diamond-leaf", "diamond-base"]);
+    assert_eq!(resolved.closure.len(), 2);
+    assert_eq!(resolved.package_name.as_deref(), Some("diamond-leaf"));
+    assert_eq!(node.nix_runs(), 2);
+}
+
+#[tokio::test]
+async fn packages_need_a_package_set() {
+    let node = Node::new("");
+    let err = node
+        .resolver()
+        .resolve(&request(Source::Packages(vec![
+            PackageName::parse("curl").unwrap(),
+        ])))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ResolveError::NoPackageSet { .. }), "{err}");
+    assert!(err.to_string().contains("`package-set`"), "{err}");
+    assert_eq!(node.nix_runs(), 0);
+}
+
+#[tokio::test]
+async fn evaluation_errors_carry_nix_s_message() {
+    let built = Fixture::Diamond.build().unwrap();
+    let installable = format!(
+        "path:{}#packages.{}.nope",
+        built.flake_source.display(),
+        fixtures::current_system().unwrap()
+    );
+    let err = Node::new("")
+        .resolver()
+        .resolve(&request(flake(&installable)))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, ResolveError::Eval { .. }), "{message}");
+    assert!(
+        message.starts_with("container app: evaluating"),
+        "{message}"
+    );
+    assert!(message.contains("nope"), "{message}");
+}
+
+#[tokio::test]
+async fn stale_cache_entry_is_evaluated_again() {
+    let built = Fixture::Diamond.build_isolated().unwrap();
+    let installable = locked_ref(&built);
+    let node = Node::new("");
+    let resolver = node.resolver();
+    let request = request(flake(&installable));
+    let first = resolver.resolve(&request).await.unwrap().into_unrooted();
+    assert_eq!(node.nix_runs(), 1);
+    // Collect the outputs and the derivations the cache entry names; keep the flake source.
+    let doomed: Vec<&PathBuf> = built
+        .created_store_paths()
+        .unwrap()
+        .iter()
+        .filter(|p| !p.to_str().unwrap().ends_with("-source"))
+        .collect();
+    NixCommand::nix_store()
+        .arg("--delete")
+        .args(doomed)
+        .run()
+        .unwrap();
+    assert!(!is_valid_path(&built.drv_path).unwrap());
+    let second = resolver.resolve(&request).await.unwrap().into_unrooted();
+    assert_eq!(
+        node.nix_runs(),
+        2,
+        "the stale entry was not evaluated again"
+    );
+    assert_eq!(second.roots, first.roots);
+    assert_eq!(second.closure.len(), built.closure.len());
+    assert!(is_valid_path(&built.out_path).unwrap());
+    built.delete_from_store().unwrap();
+}
