@@ -53,7 +53,10 @@ impl Container {
             return Ok(&self.init);
         }
         self.execs.get(exec_id).ok_or_else(|| {
-            ShimError::NotFound(format!("exec {exec_id:?} of container {:?} not found", self.id))
+            ShimError::NotFound(format!(
+                "exec {exec_id:?} of container {:?} not found",
+                self.id
+            ))
         })
     }
 
@@ -154,15 +157,23 @@ mod tests {
 
     #[test]
     fn own_pid_namespace_needs_no_kill_all() {
-        assert!(!kill_all_on_exit(&spec(r#"[{"type":"pid"},{"type":"mount"}]"#)));
-        assert!(kill_all_on_exit(&spec(r#"[{"type":"pid","path":"/proc/1/ns/pid"}]"#)));
+        assert!(!kill_all_on_exit(&spec(
+            r#"[{"type":"pid"},{"type":"mount"}]"#
+        )));
+        assert!(kill_all_on_exit(&spec(
+            r#"[{"type":"pid","path":"/proc/1/ns/pid"}]"#
+        )));
         assert!(kill_all_on_exit(&spec(r#"[{"type":"mount"}]"#)));
     }
 
     #[test]
     fn absent_options_are_defaults() {
         assert_eq!(create_options(None).unwrap(), Options::default());
-        let bad = Any { type_url: "x".into(), value: vec![0xff, 0xff], ..Default::default() };
+        let bad = Any {
+            type_url: "x".into(),
+            value: vec![0xff, 0xff],
+            ..Default::default()
+        };
         let err = create_options(Some(&bad)).unwrap_err().to_string();
         assert!(err.starts_with("options:"), "{err}");
     }

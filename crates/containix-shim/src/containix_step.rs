@@ -17,7 +17,10 @@ pub enum StepOutcome {
     /// without a containix source, containers listed in `containix.dev/passthrough`).
     Passthrough,
     /// The step rewrote the bundle (rootfs and `config.json`) for runc.
-    #[allow(dead_code, reason = "returned by the containix-core step, not by the passthrough")]
+    #[allow(
+        dead_code,
+        reason = "returned by the containix-core step, not by the passthrough"
+    )]
     Prepared,
 }
 

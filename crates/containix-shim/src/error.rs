@@ -96,7 +96,11 @@ mod tests {
         let err: ttrpc::Error = ShimError::from(StepError::new("flake not found")).into();
         match err {
             ttrpc::Error::RpcStatus(status) => {
-                assert!(status.message.starts_with("containix: "), "{}", status.message);
+                assert!(
+                    status.message.starts_with("containix: "),
+                    "{}",
+                    status.message
+                );
                 assert_eq!(status.code(), ttrpc::Code::UNKNOWN);
             }
             other => panic!("expected an rpc status, got {other:?}"),
@@ -106,7 +110,9 @@ mod tests {
     #[test]
     fn not_found_keeps_its_code() {
         let err: ttrpc::Error = ShimError::NotFound("container x not found".into()).into();
-        let ttrpc::Error::RpcStatus(status) = err else { panic!() };
+        let ttrpc::Error::RpcStatus(status) = err else {
+            panic!()
+        };
         assert_eq!(status.code(), ttrpc::Code::NOT_FOUND);
     }
 }

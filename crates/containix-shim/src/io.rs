@@ -55,7 +55,9 @@ pub fn output_target(uri: &str) -> Result<OutputTarget> {
     match uri.split_once("://") {
         None => Ok(OutputTarget::Fifo(PathBuf::from(uri))),
         Some(("fifo", path)) => Ok(OutputTarget::Fifo(PathBuf::from(path))),
-        Some(("file", path)) if path.starts_with('/') => Ok(OutputTarget::File(PathBuf::from(path))),
+        Some(("file", path)) if path.starts_with('/') => {
+            Ok(OutputTarget::File(PathBuf::from(path)))
+        }
         Some((scheme, _)) => Err(ShimError::InvalidArgument(format!(
             "stdio uri {uri:?}: scheme {scheme:?} is not supported; expected a fifo path or file:///absolute/path"
         ))),
@@ -196,8 +198,13 @@ fn receive_fd(socket: i32) -> Result<File> {
     let mut name = [0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut name)];
     let mut space = nix::cmsg_space!([i32; 2]);
-    let msg = recvmsg::<()>(socket, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| ShimError::Other(format!("receive the pty master from runc: {e}")))?;
+    let msg = recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| ShimError::Other(format!("receive the pty master from runc: {e}")))?;
     let cmsgs = msg
         .cmsgs()
         .map_err(|e| ShimError::Other(format!("receive the pty master from runc: {e}")))?;
@@ -264,22 +271,32 @@ impl PreparedIo {
                 {
                     io.stdin_keepalive = open_stdin(&stdio.stdin, File::from(wr), &mut io.copies)?;
                 }
-                for (pipe, uri) in [(&pipes.stdout, &stdio.stdout), (&pipes.stderr, &stdio.stderr)] {
+                for (pipe, uri) in [
+                    (&pipes.stdout, &stdio.stdout),
+                    (&pipes.stderr, &stdio.stderr),
+                ] {
                     if let Some(pipe) = pipe {
-                        let source = File::from(pipe.rd.try_clone().map_err(ShimError::io("dup pipe"))?);
-                        io.copies.push(copy_output(source, output_target(uri)?, false));
+                        let source =
+                            File::from(pipe.rd.try_clone().map_err(ShimError::io("dup pipe"))?);
+                        io.copies
+                            .push(copy_output(source, output_target(uri)?, false));
                     }
                 }
             }
             PreparedIo::Console(socket) => {
                 let master = socket.receive_master().await?;
                 if !stdio.stdin.is_empty() {
-                    let to_pty = master.try_clone().map_err(ShimError::io("dup pty master"))?;
+                    let to_pty = master
+                        .try_clone()
+                        .map_err(ShimError::io("dup pty master"))?;
                     io.stdin_keepalive = open_stdin(&stdio.stdin, to_pty, &mut io.copies)?;
                 }
                 if !stdio.stdout.is_empty() {
-                    let from_pty = master.try_clone().map_err(ShimError::io("dup pty master"))?;
-                    io.copies.push(copy_output(from_pty, output_target(&stdio.stdout)?, true));
+                    let from_pty = master
+                        .try_clone()
+                        .map_err(ShimError::io("dup pty master"))?;
+                    io.copies
+                        .push(copy_output(from_pty, output_target(&stdio.stdout)?, true));
                 }
                 io.console = Some(master);
             }
@@ -290,7 +307,11 @@ impl PreparedIo {
 
 /// Opens the stdin fifo, copies it into `sink` and returns the shim's own write handle,
 /// which keeps the copy alive until Task.CloseIO drops it (as containerd's runc shim does).
-fn open_stdin(fifo: &str, mut sink: File, copies: &mut Vec<JoinHandle<()>>) -> Result<Option<File>> {
+fn open_stdin(
+    fifo: &str,
+    mut sink: File,
+    copies: &mut Vec<JoinHandle<()>>,
+) -> Result<Option<File>> {
     if fifo.is_empty() {
         return Ok(None);
     }
@@ -366,7 +387,10 @@ fn open_output(target: &OutputTarget) -> std::io::Result<(File, Option<File>)> {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
             Ok((file, None))
         }
     }
@@ -434,10 +458,21 @@ mod tests {
 
     #[test]
     fn stdio_uris() {
-        assert_eq!(output_target("/run/x/stdout").unwrap(), OutputTarget::Fifo("/run/x/stdout".into()));
-        assert_eq!(output_target("fifo:///a").unwrap(), OutputTarget::Fifo("/a".into()));
-        assert_eq!(output_target("file:///var/log/x").unwrap(), OutputTarget::File("/var/log/x".into()));
-        let err = output_target("binary:///usr/bin/logger").unwrap_err().to_string();
+        assert_eq!(
+            output_target("/run/x/stdout").unwrap(),
+            OutputTarget::Fifo("/run/x/stdout".into())
+        );
+        assert_eq!(
+            output_target("fifo:///a").unwrap(),
+            OutputTarget::Fifo("/a".into())
+        );
+        assert_eq!(
+            output_target("file:///var/log/x").unwrap(),
+            OutputTarget::File("/var/log/x".into())
+        );
+        let err = output_target("binary:///usr/bin/logger")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("binary"), "{err}");
     }
 
@@ -452,13 +487,20 @@ mod tests {
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .unwrap();
-        let stdio = Stdio { stdout: fifo.display().to_string(), ..Default::default() };
+        let stdio = Stdio {
+            stdout: fifo.display().to_string(),
+            ..Default::default()
+        };
         let prepared = PreparedIo::new(&stdio, 0, 0).unwrap();
-        let RuntimeStdio::Pipes(io) = prepared.runtime_stdio() else { panic!("expected pipes") };
+        let RuntimeStdio::Pipes(io) = prepared.runtime_stdio() else {
+            panic!("expected pipes")
+        };
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo hello"]);
         io.set(&mut cmd).await.unwrap();
         let mut child = cmd.spawn().unwrap();
+        // The command holds a copy of the write end until it is dropped, as runc's does.
+        drop(cmd);
         io.close_after_start().await;
         let mut live = prepared.attach(&stdio).await.unwrap();
         child.wait().await.unwrap();

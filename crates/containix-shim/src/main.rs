@@ -21,7 +21,10 @@ const RUNTIME_ID: &str = "io.containerd.containix.v1";
 
 #[tokio::main]
 async fn main() {
-    if std::env::args().skip(1).any(|a| matches!(a.as_str(), "-v" | "-version" | "--version")) {
+    if std::env::args()
+        .skip(1)
+        .any(|a| matches!(a.as_str(), "-v" | "-version" | "--version"))
+    {
         println!("containerd-shim-containix-v1 {}", containix_core::VERSION);
         return;
     }

@@ -26,7 +26,10 @@ use crate::{
 
 /// Annotations that put containers into one shim, in priority order (as containerd's runc
 /// shim): an explicit group, else the CRI pod sandbox.
-pub const GROUP_LABELS: [&str; 2] = ["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"];
+pub const GROUP_LABELS: [&str; 2] = [
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
 
 /// The shim group of a container: every container of a pod shares one shim process.
 pub fn grouping(id: &str, annotations: &HashMap<String, String>) -> String {
@@ -81,7 +84,9 @@ impl Shim for ShimService {
             PathBuf::from(&self.bundle)
         };
         let options = containerd_shim::util::read_options(&bundle).await?;
-        let binary = containerd_shim::util::read_runtime(&bundle).await.unwrap_or_default();
+        let binary = containerd_shim::util::read_runtime(&bundle)
+            .await
+            .unwrap_or_default();
         let config = RuntimeConfig::for_bundle(
             &binary,
             &options.root,

@@ -91,8 +91,16 @@ impl RuntimeConfig {
         bundle: &Path,
         systemd_cgroup: bool,
     ) -> Self {
-        let binary = if binary.is_empty() { DEFAULT_RUNTIME_BINARY } else { binary };
-        let root = if root.is_empty() { DEFAULT_RUNC_ROOT } else { root };
+        let binary = if binary.is_empty() {
+            DEFAULT_RUNTIME_BINARY
+        } else {
+            binary
+        };
+        let root = if root.is_empty() {
+            DEFAULT_RUNC_ROOT
+        } else {
+            root
+        };
         RuntimeConfig {
             binary: binary.to_owned(),
             root: Path::new(root).join(namespace),
@@ -256,9 +264,9 @@ async fn read_pid(path: &Path, operation: &'static str) -> Result<i32, RuntimeEr
     let text = tokio::fs::read_to_string(path).await.map_err(|e| {
         RuntimeError::failed(operation, format!("cannot read {}: {e}", path.display()))
     })?;
-    text.trim().parse().map_err(|e| {
-        RuntimeError::failed(operation, format!("bad pid in {}: {e}", path.display()))
-    })
+    text.trim()
+        .parse()
+        .map_err(|e| RuntimeError::failed(operation, format!("bad pid in {}: {e}", path.display())))
 }
 
 fn apply_stdio(stdio: &RuntimeStdio) -> (Option<Arc<dyn runc::io::Io>>, Option<PathBuf>) {
@@ -349,8 +357,7 @@ impl OciRuntime for Runc {
     }
 
     async fn update(&self, id: &str, resources: &LinuxResources) -> Result<(), RuntimeError> {
-        let resources: runc_oci_spec::runtime::LinuxResources =
-            to_runc_types(resources, "update")?;
+        let resources: runc_oci_spec::runtime::LinuxResources = to_runc_types(resources, "update")?;
         match self.client.update(id, &resources).await {
             Ok(()) => Ok(()),
             Err(e) => Err(self.error("update", e).await),
@@ -391,12 +398,20 @@ impl runc::Spawner for ReaperAwareExecutor {
             }
             -1
         };
-        let (stdout, stderr, code) =
-            tokio::join!(read_all(child.stdout.take()), read_all(child.stderr.take()), wait_exit);
+        let (stdout, stderr, code) = tokio::join!(
+            read_all(child.stdout.take()),
+            read_all(child.stderr.take()),
+            wait_exit
+        );
         monitor_unsubscribe(exits.id).await.unwrap_or_default();
         // The reaper reports `128 + signal` for signalled children; runc is never expected
         // to die by a signal, so any non-zero value is reported as that exit code.
-        Ok((ExitStatus::from_raw((code & 0xff) << 8), pid, stdout, stderr))
+        Ok((
+            ExitStatus::from_raw((code & 0xff) << 8),
+            pid,
+            stdout,
+            stderr,
+        ))
     }
 }
 
@@ -431,8 +446,14 @@ mod tests {
 
     #[test]
     fn gone_targets_are_not_found() {
-        assert_eq!(classify("container not running"), RuntimeErrorKind::NotFound);
-        assert_eq!(classify("container \"x\" does not exist"), RuntimeErrorKind::NotFound);
+        assert_eq!(
+            classify("container not running"),
+            RuntimeErrorKind::NotFound
+        );
+        assert_eq!(
+            classify("container \"x\" does not exist"),
+            RuntimeErrorKind::NotFound
+        );
         assert_eq!(classify("permission denied"), RuntimeErrorKind::Failed);
     }
 

@@ -32,8 +32,9 @@ impl Cgroup {
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .map_err(ShimError::io(format!("read the cgroup of pid {pid}")))?;
         let unified = Path::new(CGROUP_ROOT).join("cgroup.controllers").exists();
-        parse_proc_cgroup(&text, Path::new(CGROUP_ROOT), unified)
-            .ok_or_else(|| ShimError::Other(format!("pid {pid} has no cgroup in /proc/{pid}/cgroup")))
+        parse_proc_cgroup(&text, Path::new(CGROUP_ROOT), unified).ok_or_else(|| {
+            ShimError::Other(format!("pid {pid} has no cgroup in /proc/{pid}/cgroup"))
+        })
     }
 
     /// Current metrics, packed as containerd expects them in a StatsResponse.
@@ -48,10 +49,18 @@ impl Cgroup {
     /// How many processes of this cgroup the kernel's OOM killer has killed so far.
     pub fn oom_kills(&self) -> u64 {
         match self {
-            Cgroup::V2(dir) => keyed(&dir.join("memory.events")).get("oom_kill").copied().unwrap_or(0),
+            Cgroup::V2(dir) => keyed(&dir.join("memory.events"))
+                .get("oom_kill")
+                .copied()
+                .unwrap_or(0),
             Cgroup::V1(dirs) => dirs
                 .get("memory")
-                .map(|d| keyed(&d.join("memory.oom_control")).get("oom_kill").copied().unwrap_or(0))
+                .map(|d| {
+                    keyed(&d.join("memory.oom_control"))
+                        .get("oom_kill")
+                        .copied()
+                        .unwrap_or(0)
+                })
                 .unwrap_or(0),
         }
     }
@@ -62,7 +71,8 @@ pub fn parse_proc_cgroup(text: &str, root: &Path, unified: bool) -> Option<Cgrou
     let mut v1_dirs = HashMap::new();
     for line in text.lines() {
         let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next())
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
@@ -110,7 +120,9 @@ pub fn parse_io_stat(text: &str) -> Vec<v2::IOEntry> {
                 ..Default::default()
             };
             for part in parts {
-                let Some((key, value)) = part.split_once('=') else { continue };
+                let Some((key, value)) = part.split_once('=') else {
+                    continue;
+                };
                 let value = value.parse().unwrap_or(0);
                 match key {
                     "rbytes" => entry.rbytes = value,
@@ -299,7 +311,10 @@ mod tests {
     #[test]
     fn unified_proc_cgroup() {
         let cg = parse_proc_cgroup("0::/k8s/pod1/c1\n", Path::new("/sys/fs/cgroup"), true);
-        assert_eq!(cg, Some(Cgroup::V2(PathBuf::from("/sys/fs/cgroup/k8s/pod1/c1"))));
+        assert_eq!(
+            cg,
+            Some(Cgroup::V2(PathBuf::from("/sys/fs/cgroup/k8s/pod1/c1")))
+        );
     }
 
     #[test]
@@ -317,14 +332,20 @@ mod tests {
     fn v2_files_become_metrics() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
-        write("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\n");
+        write(
+            "cpu.stat",
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\n",
+        );
         write("memory.current", "4096\n");
         write("memory.max", "max\n");
         write("memory.stat", "anon 1024\nfile 2048\n");
         write("memory.events", "low 0\nhigh 0\nmax 1\noom 1\noom_kill 1\n");
         write("pids.current", "3\n");
         write("pids.max", "100\n");
-        write("io.stat", "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n");
+        write(
+            "io.stat",
+            "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n",
+        );
         let m = v2_metrics(dir.path());
         assert_eq!(m.cpu.usage_usec, 1500);
         assert_eq!(m.cpu.system_usec, 500);
@@ -338,6 +359,12 @@ mod tests {
         assert_eq!(Cgroup::V2(dir.path().to_owned()).oom_kills(), 1);
         let any = Cgroup::V2(dir.path().to_owned()).metrics().unwrap();
         assert_eq!(any.type_url, "io.containerd.cgroups.v2.Metrics");
-        assert_eq!(v2::Metrics::parse_from_bytes(&any.value).unwrap().pids.current, 3);
+        assert_eq!(
+            v2::Metrics::parse_from_bytes(&any.value)
+                .unwrap()
+                .pids
+                .current,
+            3
+        );
     }
 }

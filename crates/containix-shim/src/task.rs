@@ -17,8 +17,8 @@ use containerd_shim::{
         CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
         DeleteRequest, Empty, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest,
         PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
-        StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
-        UpdateTaskRequest, WaitRequest, WaitResponse,
+        StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
+        WaitRequest, WaitResponse,
     },
     protos::{
         api::{DeleteResponse, ProcessInfo},
@@ -95,17 +95,24 @@ impl TaskService {
     /// Task.Create: mount the rootfs, run the containix step, `runc create`, attach stdio.
     pub async fn create_task(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse> {
         if req.id.is_empty() {
-            return Err(ShimError::InvalidArgument("id: expected a container id, got \"\"".into()));
+            return Err(ShimError::InvalidArgument(
+                "id: expected a container id, got \"\"".into(),
+            ));
         }
         if req.bundle.is_empty() {
-            return Err(ShimError::InvalidArgument("bundle: expected a bundle path, got \"\"".into()));
+            return Err(ShimError::InvalidArgument(
+                "bundle: expected a bundle path, got \"\"".into(),
+            ));
         }
         if !req.checkpoint.is_empty() {
             return Err(ShimError::Unimplemented("checkpoint restore"));
         }
         let mut containers = self.inner.containers.lock().await;
         if containers.contains_key(&req.id) {
-            return Err(ShimError::AlreadyExists(format!("container {:?} already exists", req.id)));
+            return Err(ShimError::AlreadyExists(format!(
+                "container {:?} already exists",
+                req.id
+            )));
         }
         let bundle = PathBuf::from(&req.bundle);
         let options = container::create_options(req.options.as_ref())?;
@@ -124,7 +131,12 @@ impl TaskService {
         // From here on, a failure must undo the mounts and whatever the step did.
         let undo = || self.undo_create(&req.id, &bundle, rootfs_mounted);
 
-        match self.inner.step.prepare(&bundle, &req.id, &annotations).await {
+        match self
+            .inner
+            .step
+            .prepare(&bundle, &req.id, &annotations)
+            .await
+        {
             Ok(StepOutcome::Passthrough) => debug!("containix step passed {} through", req.id),
             Ok(StepOutcome::Prepared) => info!("containix step prepared the bundle of {}", req.id),
             Err(e) => {
@@ -243,7 +255,9 @@ impl TaskService {
     /// Task.Start of init (`runc start`) or of an exec (`runc exec --detach`).
     pub async fn start_task(&self, req: &StartRequest) -> Result<StartResponse> {
         let mut containers = self.inner.containers.lock().await;
-        let container = containers.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let container = containers
+            .get_mut(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
         if req.exec_id.is_empty() {
             if container.init.status != Status::Created {
                 return Err(ShimError::FailedPrecondition(format!(
@@ -285,10 +299,9 @@ impl TaskService {
                 req.exec_id, exec.status
             )));
         }
-        let spec = exec
-            .spec
-            .clone()
-            .ok_or_else(|| ShimError::Other(format!("exec {:?} has no process spec", req.exec_id)))?;
+        let spec = exec.spec.clone().ok_or_else(|| {
+            ShimError::Other(format!("exec {:?} has no process spec", req.exec_id))
+        })?;
         let prepared = PreparedIo::new(&exec.stdio, uid, gid)?;
         let pid_path = pid_file(&bundle, Some(&req.exec_id));
         let pid = runtime
@@ -330,7 +343,9 @@ impl TaskService {
     /// Task.Delete: remove an exited exec, or the container with its runc state and mounts.
     pub async fn delete_task(&self, req: &DeleteRequest) -> Result<DeleteResponse> {
         let mut containers = self.inner.containers.lock().await;
-        let container = containers.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let container = containers
+            .get_mut(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
         if !req.exec_id.is_empty() {
             let exec = container.process(&req.exec_id)?;
             if matches!(exec.status, Status::Running | Status::Paused) {
@@ -339,7 +354,10 @@ impl TaskService {
                     req.exec_id
                 )));
             }
-            let mut exec = container.execs.remove(&req.exec_id).expect("looked up above");
+            let mut exec = container
+                .execs
+                .remove(&req.exec_id)
+                .expect("looked up above");
             let _ = tokio::fs::remove_file(pid_file(&container.bundle, Some(&req.exec_id))).await;
             let copies = exec.io.take_copies();
             drop(containers);
@@ -395,18 +413,21 @@ impl TaskService {
     /// Task.Exec: register an exec process (started by Task.Start).
     pub async fn exec_task(&self, req: &ExecProcessRequest) -> Result<()> {
         if req.exec_id.is_empty() {
-            return Err(ShimError::InvalidArgument("exec_id: expected an exec id, got \"\"".into()));
+            return Err(ShimError::InvalidArgument(
+                "exec_id: expected an exec id, got \"\"".into(),
+            ));
         }
-        let spec = req
-            .spec
-            .as_ref()
-            .ok_or_else(|| ShimError::InvalidArgument("spec: expected an OCI process, got none".into()))?;
+        let spec = req.spec.as_ref().ok_or_else(|| {
+            ShimError::InvalidArgument("spec: expected an OCI process, got none".into())
+        })?;
         let mut process: OciProcess = serde_json::from_slice(&spec.value).map_err(|e| {
             ShimError::InvalidArgument(format!("spec: expected an OCI process as JSON: {e}"))
         })?;
         process.set_terminal(Some(req.terminal));
         let mut containers = self.inner.containers.lock().await;
-        let container = containers.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let container = containers
+            .get_mut(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
         if container.execs.contains_key(&req.exec_id) {
             return Err(ShimError::AlreadyExists(format!(
                 "exec {:?} already exists in container {:?}",
@@ -454,7 +475,9 @@ impl TaskService {
                 .kill(&req.id, req.signal, req.all)
                 .await
                 .map_err(|e| match e.kind {
-                    RuntimeErrorKind::NotFound => ShimError::NotFound("process already finished".into()),
+                    RuntimeErrorKind::NotFound => {
+                        ShimError::NotFound("process already finished".into())
+                    }
                     RuntimeErrorKind::Failed => e.into(),
                 });
         }
@@ -465,7 +488,10 @@ impl TaskService {
             )));
         }
         let signal = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|_| {
-            ShimError::InvalidArgument(format!("signal: expected a signal number, got {}", req.signal))
+            ShimError::InvalidArgument(format!(
+                "signal: expected a signal number, got {}",
+                req.signal
+            ))
         })?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(process.pid), signal).map_err(|e| {
             if e == nix::errno::Errno::ESRCH {
@@ -484,7 +510,10 @@ impl TaskService {
             container.process(&req.exec_id)?.exit_watch()
         };
         let exit = wait_exit(watch).await.ok_or_else(|| {
-            ShimError::NotFound(format!("process {:?}/{:?} was deleted while waiting", req.id, req.exec_id))
+            ShimError::NotFound(format!(
+                "process {:?}/{:?} was deleted while waiting",
+                req.id, req.exec_id
+            ))
         })?;
         Ok(WaitResponse {
             exit_status: exit.status,
@@ -519,7 +548,11 @@ impl TaskService {
     pub async fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
         let mut containers = self.inner.containers.lock().await;
         let container = containers.get_mut(id).ok_or_else(|| not_found(id))?;
-        let expected = if paused { Status::Running } else { Status::Paused };
+        let expected = if paused {
+            Status::Running
+        } else {
+            Status::Paused
+        };
         if container.init.status != expected {
             return Err(ShimError::FailedPrecondition(format!(
                 "container {id:?} is {:?}, not {expected:?}",
@@ -529,13 +562,25 @@ impl TaskService {
         if paused {
             container.runtime.pause(id).await?;
             container.init.status = Status::Paused;
-            emit(&*self.inner.events, TaskPaused { container_id: id.to_owned(), ..Default::default() })
-                .await;
+            emit(
+                &*self.inner.events,
+                TaskPaused {
+                    container_id: id.to_owned(),
+                    ..Default::default()
+                },
+            )
+            .await;
         } else {
             container.runtime.resume(id).await?;
             container.init.status = Status::Running;
-            emit(&*self.inner.events, TaskResumed { container_id: id.to_owned(), ..Default::default() })
-                .await;
+            emit(
+                &*self.inner.events,
+                TaskResumed {
+                    container_id: id.to_owned(),
+                    ..Default::default()
+                },
+            )
+            .await;
         }
         Ok(())
     }
@@ -561,13 +606,18 @@ impl TaskService {
     pub async fn resize_pty_task(&self, req: &ResizePtyRequest) -> Result<()> {
         let containers = self.inner.containers.lock().await;
         let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        container.process(&req.exec_id)?.io.resize(req.width, req.height)
+        container
+            .process(&req.exec_id)?
+            .io
+            .resize(req.width, req.height)
     }
 
     /// Task.CloseIO: let the process see EOF on stdin.
     pub async fn close_io_task(&self, req: &CloseIORequest) -> Result<()> {
         let mut containers = self.inner.containers.lock().await;
-        let container = containers.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let container = containers
+            .get_mut(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
         let process = container.process_mut(&req.exec_id)?;
         if req.stdin {
             process.io.close_stdin();
@@ -581,7 +631,9 @@ impl TaskService {
             ShimError::InvalidArgument("resources: expected OCI LinuxResources, got none".into())
         })?;
         let resources: LinuxResources = serde_json::from_slice(&resources.value).map_err(|e| {
-            ShimError::InvalidArgument(format!("resources: expected OCI LinuxResources as JSON: {e}"))
+            ShimError::InvalidArgument(format!(
+                "resources: expected OCI LinuxResources as JSON: {e}"
+            ))
         })?;
         let containers = self.inner.containers.lock().await;
         let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
@@ -610,7 +662,10 @@ impl TaskService {
     /// Task.Connect.
     pub async fn connect_task(&self, req: &ConnectRequest) -> Result<ConnectResponse> {
         let containers = self.inner.containers.lock().await;
-        let task_pid = containers.get(&req.id).map(|c| c.init.pid.max(0) as u32).unwrap_or(0);
+        let task_pid = containers
+            .get(&req.id)
+            .map(|c| c.init.pid.max(0) as u32)
+            .unwrap_or(0);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -656,7 +711,8 @@ impl TaskService {
                 }
                 container.init.set_exited(info.clone());
                 info!("container {} exited with status {status}", container.id);
-                self.emit_exit(&container.id, &container.id, pid, &info).await;
+                self.emit_exit(&container.id, &container.id, pid, &info)
+                    .await;
                 return;
             }
             for (exec_id, exec) in container.execs.iter_mut() {
@@ -684,12 +740,6 @@ impl TaskService {
         .await;
     }
 
-    /// The bundle of a container.
-    #[cfg(test)]
-    pub async fn bundle_of(&self, id: &str) -> Option<PathBuf> {
-        self.inner.containers.lock().await.get(id).map(|c| c.bundle.clone())
-    }
-
     /// How many containers the shim manages.
     #[cfg(test)]
     pub async fn container_count(&self) -> usize {
@@ -710,7 +760,10 @@ fn delete_response(pid: i32, exit: Option<ExitInfo>) -> DeleteResponse {
 /// leftover process is abandoned after a grace period.
 async fn drain(copies: Vec<tokio::task::JoinHandle<()>>) {
     let all = futures_join(copies);
-    if tokio::time::timeout(std::time::Duration::from_secs(2), all).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(2), all)
+        .await
+        .is_err()
+    {
         warn!("stdio copy still open after the process exited; leaving it behind");
     }
 }
@@ -730,7 +783,11 @@ fn log_err<T>(method: &str, result: Result<T>) -> TtrpcResult<T> {
 
 #[async_trait]
 impl containerd_shim::Task for TaskService {
-    async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
         log_err("create", self.create_task(&req).await)
     }
 
@@ -786,7 +843,11 @@ impl containerd_shim::Task for TaskService {
         log_err("stats", self.stats_task(&req).await)
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> TtrpcResult<ConnectResponse> {
         log_err("connect", self.connect_task(&req).await)
     }
 

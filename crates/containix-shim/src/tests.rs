@@ -76,14 +76,18 @@ impl OciRuntime for FakeRuntime {
         Ok(self.0.pid())
     }
     async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {
-        self.0.record(format!("kill {id} {signal}{}", if all { " all" } else { "" }));
+        self.0.record(format!(
+            "kill {id} {signal}{}",
+            if all { " all" } else { "" }
+        ));
         if *self.0.gone.lock().unwrap() {
             return Err(RuntimeError::not_found("kill", "container not running"));
         }
         Ok(())
     }
     async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
-        self.0.record(format!("delete {id}{}", if force { " force" } else { "" }));
+        self.0
+            .record(format!("delete {id}{}", if force { " force" } else { "" }));
         Ok(())
     }
     async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
@@ -128,7 +132,10 @@ impl ContainixStep for FakeStep {
         assert!(bundle.join("config.json").exists());
         self.calls.lock().unwrap().push(format!(
             "prepare {container_id} {}",
-            annotations.get("containix.dev/flake").cloned().unwrap_or_default()
+            annotations
+                .get("containix.dev/flake")
+                .cloned()
+                .unwrap_or_default()
         ));
         match &self.fail {
             Some(message) => Err(StepError::new(message.clone())),
@@ -137,7 +144,10 @@ impl ContainixStep for FakeStep {
     }
 
     async fn cleanup(&self, container_id: &str) -> Result<(), StepError> {
-        self.calls.lock().unwrap().push(format!("cleanup {container_id}"));
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("cleanup {container_id}"));
         Ok(())
     }
 }
@@ -155,10 +165,20 @@ impl EventSink for RecordedEvents {
 
 impl RecordedEvents {
     fn topics(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().map(|(t, _)| t.clone()).collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect()
     }
     fn last(&self) -> String {
-        self.0.lock().unwrap().last().map(|(_, e)| e.clone()).unwrap_or_default()
+        self.0
+            .lock()
+            .unwrap()
+            .last()
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -277,7 +297,10 @@ async fn init_lifecycle_create_start_exit_wait_delete() {
     let waiter = {
         let task = h.task.clone();
         tokio::spawn(async move {
-            let req = WaitRequest { id: "c1".into(), ..Default::default() };
+            let req = WaitRequest {
+                id: "c1".into(),
+                ..Default::default()
+            };
             task.wait_task(&req).await.unwrap().exit_status
         })
     };
@@ -285,17 +308,32 @@ async fn init_lifecycle_create_start_exit_wait_delete() {
     assert_eq!(waiter.await.unwrap(), 3);
     assert_eq!(h.wait("c1", "").await, 3);
     assert_eq!(h.status("c1", "").await.unwrap(), "STOPPED");
-    assert!(h.events.last().contains("exit_status: 3"), "{}", h.events.last());
+    assert!(
+        h.events.last().contains("exit_status: 3"),
+        "{}",
+        h.events.last()
+    );
 
     assert_eq!(h.delete("c1", "").await.unwrap(), 3);
     assert_eq!(h.runc.calls(), ["create c1", "start c1", "delete c1 force"]);
     assert_eq!(
         h.events.topics(),
-        ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
     );
-    assert_eq!(*h.step.calls.lock().unwrap(), ["prepare c1 path:/f#app", "cleanup c1"]);
+    assert_eq!(
+        *h.step.calls.lock().unwrap(),
+        ["prepare c1 path:/f#app", "cleanup c1"]
+    );
     assert_eq!(h.task.container_count().await, 0);
-    assert!(matches!(h.status("c1", "").await, Err(ShimError::NotFound(_))));
+    assert!(matches!(
+        h.status("c1", "").await,
+        Err(ShimError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -303,9 +341,15 @@ async fn runtime_create_failure_leaves_no_state() {
     let h = harness(FakeStep::default());
     *h.runc.fail_create.lock().unwrap() = Some("exec: \"nope\": not found".into());
     let err = h.create("c1").await.unwrap_err();
-    assert!(err.to_string().contains("OCI runtime create failed"), "{err}");
+    assert!(
+        err.to_string().contains("OCI runtime create failed"),
+        "{err}"
+    );
     assert_eq!(h.runc.calls(), ["create c1", "delete c1 force"]);
-    assert_eq!(*h.step.calls.lock().unwrap(), ["prepare c1 path:/f#app", "cleanup c1"]);
+    assert_eq!(
+        *h.step.calls.lock().unwrap(),
+        ["prepare c1 path:/f#app", "cleanup c1"]
+    );
     assert_eq!(h.task.container_count().await, 0);
     assert!(h.events.topics().is_empty());
     // The id is free again.
@@ -323,9 +367,21 @@ async fn containix_step_failure_fails_create_before_runc() {
     let ttrpc::Error::RpcStatus(status) = ttrpc::Error::from(err) else {
         panic!("expected an rpc status");
     };
-    assert!(status.message.starts_with("containix: "), "{}", status.message);
-    assert!(status.message.contains("containix.dev/flake"), "{}", status.message);
-    assert!(h.runc.calls().is_empty(), "runc must not run: {:?}", h.runc.calls());
+    assert!(
+        status.message.starts_with("containix: "),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("containix.dev/flake"),
+        "{}",
+        status.message
+    );
+    assert!(
+        h.runc.calls().is_empty(),
+        "runc must not run: {:?}",
+        h.runc.calls()
+    );
     assert_eq!(h.task.container_count().await, 0);
     assert!(h.events.topics().is_empty());
     let step_calls = h.step.calls.lock().unwrap().clone();
@@ -343,49 +399,99 @@ async fn exec_lifecycle() {
     let exec = ExecProcessRequest {
         id: "c1".into(),
         exec_id: "e1".into(),
-        spec: Some(Any { value: spec, ..Default::default() }).into(),
+        spec: Some(Any {
+            value: spec,
+            ..Default::default()
+        })
+        .into(),
         ..Default::default()
     };
     // Exec needs a running container.
     h.task.exec_task(&exec).await.unwrap();
-    assert!(matches!(h.start("c1", "e1").await, Err(ShimError::FailedPrecondition(_))));
+    assert!(matches!(
+        h.start("c1", "e1").await,
+        Err(ShimError::FailedPrecondition(_))
+    ));
     h.start("c1", "").await.unwrap();
-    assert!(matches!(h.task.exec_task(&exec).await, Err(ShimError::AlreadyExists(_))));
-    assert!(matches!(h.kill("c1", "e1", 15).await, Err(ShimError::FailedPrecondition(_))));
+    assert!(matches!(
+        h.task.exec_task(&exec).await,
+        Err(ShimError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        h.kill("c1", "e1", 15).await,
+        Err(ShimError::FailedPrecondition(_))
+    ));
     let pid = h.start("c1", "e1").await.unwrap();
     assert_eq!(h.status("c1", "e1").await.unwrap(), "RUNNING");
-    assert!(matches!(h.delete("c1", "e1").await, Err(ShimError::FailedPrecondition(_))));
+    assert!(matches!(
+        h.delete("c1", "e1").await,
+        Err(ShimError::FailedPrecondition(_))
+    ));
 
     h.task.handle_exit(pid as i32, 7).await;
     assert_eq!(h.wait("c1", "e1").await, 7);
-    assert!(h.events.last().contains("id: \"e1\""), "{}", h.events.last());
-    assert!(matches!(h.kill("c1", "e1", 9).await, Err(ShimError::NotFound(_))));
+    assert!(
+        h.events.last().contains("id: \"e1\""),
+        "{}",
+        h.events.last()
+    );
+    assert!(matches!(
+        h.kill("c1", "e1", 9).await,
+        Err(ShimError::NotFound(_))
+    ));
     assert_eq!(h.delete("c1", "e1").await.unwrap(), 7);
-    assert!(matches!(h.status("c1", "e1").await, Err(ShimError::NotFound(_))));
+    assert!(matches!(
+        h.status("c1", "e1").await,
+        Err(ShimError::NotFound(_))
+    ));
     // The container itself is untouched.
     assert_eq!(h.status("c1", "").await.unwrap(), "RUNNING");
     assert_eq!(
         h.events.topics(),
-        ["/tasks/create", "/tasks/exec-added", "/tasks/start", "/tasks/exec-started", "/tasks/exit"]
+        [
+            "/tasks/create",
+            "/tasks/exec-added",
+            "/tasks/start",
+            "/tasks/exec-started",
+            "/tasks/exit"
+        ]
     );
-    assert_eq!(h.runc.calls(), ["create c1", "start c1", "exec c1 sh -c exit 7"]);
+    assert_eq!(
+        h.runc.calls(),
+        ["create c1", "start c1", "exec c1 sh -c exit 7"]
+    );
 }
 
 #[tokio::test]
 async fn kill_and_delete_follow_the_process_state() {
     let h = harness(FakeStep::default());
     let pid = h.create("c1").await.unwrap();
-    assert!(matches!(h.create("c1").await, Err(ShimError::AlreadyExists(_))));
+    assert!(matches!(
+        h.create("c1").await,
+        Err(ShimError::AlreadyExists(_))
+    ));
     h.start("c1", "").await.unwrap();
-    assert!(matches!(h.delete("c1", "").await, Err(ShimError::FailedPrecondition(_))));
+    assert!(matches!(
+        h.delete("c1", "").await,
+        Err(ShimError::FailedPrecondition(_))
+    ));
     h.kill("c1", "", 15).await.unwrap();
     // runc says the container is gone before the exit reached the shim.
     *h.runc.gone.lock().unwrap() = true;
-    assert!(matches!(h.kill("c1", "", 9).await, Err(ShimError::NotFound(_))));
+    assert!(matches!(
+        h.kill("c1", "", 9).await,
+        Err(ShimError::NotFound(_))
+    ));
     h.task.handle_exit(pid as i32, 128 + 15).await;
-    assert!(matches!(h.kill("c1", "", 9).await, Err(ShimError::NotFound(_))));
+    assert!(matches!(
+        h.kill("c1", "", 9).await,
+        Err(ShimError::NotFound(_))
+    ));
     assert_eq!(h.delete("c1", "").await.unwrap(), 143);
-    assert!(matches!(h.delete("c1", "").await, Err(ShimError::NotFound(_))));
+    assert!(matches!(
+        h.delete("c1", "").await,
+        Err(ShimError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -402,7 +508,10 @@ async fn created_container_can_be_deleted_and_exits_of_unknown_pids_are_ignored(
 async fn pause_and_resume_publish_events() {
     let h = harness(FakeStep::default());
     h.create("c1").await.unwrap();
-    assert!(matches!(h.task.set_paused("c1", true).await, Err(ShimError::FailedPrecondition(_))));
+    assert!(matches!(
+        h.task.set_paused("c1", true).await,
+        Err(ShimError::FailedPrecondition(_))
+    ));
     h.start("c1", "").await.unwrap();
     h.task.set_paused("c1", true).await.unwrap();
     assert_eq!(h.status("c1", "").await.unwrap(), "PAUSED");
@@ -416,7 +525,10 @@ async fn pause_and_resume_publish_events() {
 async fn shutdown_waits_for_the_last_container() {
     let h = harness(FakeStep::default());
     let pid = h.create("c1").await.unwrap();
-    h.task.shutdown_task(&ShutdownRequest::default()).await.unwrap();
+    h.task
+        .shutdown_task(&ShutdownRequest::default())
+        .await
+        .unwrap();
     let exit = h.exit.clone();
     let exited = tokio::spawn(async move { exit.wait().await });
     tokio::task::yield_now().await;
@@ -424,7 +536,10 @@ async fn shutdown_waits_for_the_last_container() {
     h.start("c1", "").await.unwrap();
     h.task.handle_exit(pid as i32, 0).await;
     h.delete("c1", "").await.unwrap();
-    h.task.shutdown_task(&ShutdownRequest::default()).await.unwrap();
+    h.task
+        .shutdown_task(&ShutdownRequest::default())
+        .await
+        .unwrap();
     exited.await.unwrap();
 }
 
@@ -435,7 +550,11 @@ async fn exec_spec_must_be_an_oci_process() {
     let exec = ExecProcessRequest {
         id: "c1".into(),
         exec_id: "e1".into(),
-        spec: Some(Any { value: b"{not json".to_vec(), ..Default::default() }).into(),
+        spec: Some(Any {
+            value: b"{not json".to_vec(),
+            ..Default::default()
+        })
+        .into(),
         ..Default::default()
     };
     let err = h.task.exec_task(&exec).await.unwrap_err();
