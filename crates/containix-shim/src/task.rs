@@ -694,10 +694,10 @@ impl TaskService {
         };
         for container in containers.values_mut() {
             if container.init.pid == pid && container.init.exit().is_none() {
-                if container.kill_all_on_exit {
-                    if let Err(e) = container.runtime.kill(&container.id, 9, true).await {
-                        debug!("kill --all after init exit of {}: {e}", container.id);
-                    }
+                if container.kill_all_on_exit
+                    && let Err(e) = container.runtime.kill(&container.id, 9, true).await
+                {
+                    debug!("kill --all after init exit of {}: {e}", container.id);
                 }
                 if container.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0) {
                     emit(
