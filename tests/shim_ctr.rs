@@ -52,7 +52,10 @@ fn text(bytes: &[u8]) -> String {
 async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     let deadline = tokio::time::Instant::now() + LIMIT;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -68,8 +71,15 @@ fn shim_side_processes(node: &Containerd) -> Vec<String> {
 
 /// Waits for the shims to go, then stops the node and checks it left nothing behind.
 async fn stop_cleanly(node: Containerd) {
-    eventually("the shims to exit", async || shim_side_processes(&node).is_empty()).await;
-    assert_eq!(node.leftover_mounts(), Vec::<PathBuf>::new(), "mounts left behind");
+    eventually("the shims to exit", async || {
+        shim_side_processes(&node).is_empty()
+    })
+    .await;
+    assert_eq!(
+        node.leftover_mounts(),
+        Vec::<PathBuf>::new(),
+        "mounts left behind"
+    );
     let dir = node.layout().dir().to_owned();
     let report = node.stop().await.unwrap();
     assert!(report.is_clean(), "containerd needed forcing: {report:?}");
@@ -84,27 +94,70 @@ async fn ctr_run_prints_output_and_propagates_exit_codes() {
 
     let out = ctr(
         &node,
-        &["run", "--rm", "--runtime", CONTAINIX_RUNTIME_TYPE, image, "echo-1", "echo", "hello"],
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            CONTAINIX_RUNTIME_TYPE,
+            image,
+            "echo-1",
+            "echo",
+            "hello",
+        ],
     )
     .await;
-    assert!(out.status.success(), "ctr run failed: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr run failed: {}",
+        text(&out.stderr)
+    );
     assert_eq!(text(&out.stdout), "hello\n");
 
     let out = ctr(
         &node,
-        &["run", "--rm", "--runtime", CONTAINIX_RUNTIME_TYPE, image, "exit-3", "sh", "-c", "echo to-stderr >&2; exit 3"],
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            CONTAINIX_RUNTIME_TYPE,
+            image,
+            "exit-3",
+            "sh",
+            "-c",
+            "echo to-stderr >&2; exit 3",
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("to-stderr"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("to-stderr"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    // Killed by a signal: 128 + SIGTERM, as with the runc shim.
-    let out = ctr(
-        &node,
-        &["run", "--rm", "--runtime", CONTAINIX_RUNTIME_TYPE, image, "self-kill", "sh", "-c", "kill -TERM $$; sleep 5"],
-    )
+    // Killed by a signal from outside: 128 + SIGKILL, as with the runc shim.
+    let mut foreground = tokio::process::Command::new("ctr")
+        .arg("--address")
+        .arg(node.socket())
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "run",
+            "--rm",
+            "--runtime",
+            CONTAINIX_RUNTIME_TYPE,
+        ])
+        .args([image, "killed", "sleep", "1000"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the task to run", async || {
+        text(&ctr(&node, &["task", "ls"]).await.stdout).contains("RUNNING")
+    })
     .await;
-    assert_eq!(out.status.code(), Some(143), "stderr: {}", text(&out.stderr));
+    let out = ctr(&node, &["task", "kill", "--signal", "SIGKILL", "killed"]).await;
+    assert!(out.status.success(), "ctr task kill: {}", text(&out.stderr));
+    assert_eq!(foreground.wait().await.unwrap().code(), Some(137));
 
     stop_cleanly(node).await;
 }
@@ -115,14 +168,36 @@ async fn ctr_exec_kill_and_delete_leave_nothing_behind() {
     let image = node.busybox_image();
     let out = ctr(
         &node,
-        &["run", "-d", "--runtime", CONTAINIX_RUNTIME_TYPE, image, "sleeper", "sleep", "1000"],
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            CONTAINIX_RUNTIME_TYPE,
+            image,
+            "sleeper",
+            "sleep",
+            "1000",
+        ],
     )
     .await;
-    assert!(out.status.success(), "ctr run -d failed: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr run -d failed: {}",
+        text(&out.stderr)
+    );
 
     let out = ctr(
         &node,
-        &["task", "exec", "--exec-id", "e1", "sleeper", "sh", "-c", "echo from-exec; exit 4"],
+        &[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            "sleeper",
+            "sh",
+            "-c",
+            "echo from-exec; exit 4",
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(4), "stderr: {}", text(&out.stderr));
@@ -132,7 +207,16 @@ async fn ctr_exec_kill_and_delete_leave_nothing_behind() {
     let mut child = tokio::process::Command::new("ctr")
         .arg("--address")
         .arg(node.socket())
-        .args(["--namespace", NAMESPACE, "task", "exec", "--exec-id", "e2", "sleeper", "cat"])
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "task",
+            "exec",
+            "--exec-id",
+            "e2",
+            "sleeper",
+            "cat",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -150,15 +234,35 @@ async fn ctr_exec_kill_and_delete_leave_nothing_behind() {
     assert!(out.status.success(), "ctr task ps: {}", text(&out.stderr));
 
     let out = ctr(&node, &["task", "pause", "sleeper"]).await;
-    assert!(out.status.success(), "ctr task pause: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr task pause: {}",
+        text(&out.stderr)
+    );
     let out = ctr(&node, &["task", "ls"]).await;
-    assert!(text(&out.stdout).contains("PAUSED"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("PAUSED"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = ctr(&node, &["task", "resume", "sleeper"]).await;
-    assert!(out.status.success(), "ctr task resume: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr task resume: {}",
+        text(&out.stderr)
+    );
 
     let out = ctr(&node, &["task", "metrics", "sleeper"]).await;
-    assert!(out.status.success(), "ctr task metrics: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("pids.current"), "{}", text(&out.stdout));
+    assert!(
+        out.status.success(),
+        "ctr task metrics: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("pids.current"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = ctr(&node, &["task", "kill", "--signal", "SIGKILL", "sleeper"]).await;
     assert!(out.status.success(), "ctr task kill: {}", text(&out.stderr));
@@ -167,9 +271,17 @@ async fn ctr_exec_kill_and_delete_leave_nothing_behind() {
     })
     .await;
     let out = ctr(&node, &["task", "delete", "sleeper"]).await;
-    assert!(out.status.success(), "ctr task delete: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr task delete: {}",
+        text(&out.stderr)
+    );
     let out = ctr(&node, &["container", "delete", "sleeper"]).await;
-    assert!(out.status.success(), "ctr container delete: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr container delete: {}",
+        text(&out.stderr)
+    );
 
     stop_cleanly(node).await;
 }
@@ -189,25 +301,43 @@ async fn cri_pod_with_the_containix_handler_runs_execs_and_cleans_up() {
         .unwrap();
 
     let hello = ContainerSpec::new("hello", node.busybox_image()).command(["echo", "hello"]);
-    let hello_id = cri.create_container(&pod, &hello.build(), &config).await.unwrap();
+    let hello_id = cri
+        .create_container(&pod, &hello.build(), &config)
+        .await
+        .unwrap();
     cri.start_container(&hello_id).await.unwrap();
     let status = cri.wait_for_exit(&hello_id, LIMIT).await.unwrap();
     assert_eq!(status.exit_code, 0);
-    let log = ContainerLog::read(&log_dir.join(hello.relative_log_path())).await.unwrap();
+    let log = ContainerLog::read(&log_dir.join(hello.relative_log_path()))
+        .await
+        .unwrap();
     assert_eq!(log.stdout(), "hello");
 
     let fails = ContainerSpec::new("fails", node.busybox_image()).command(["sh", "-c", "exit 5"]);
-    let fails_id = cri.create_container(&pod, &fails.build(), &config).await.unwrap();
+    let fails_id = cri
+        .create_container(&pod, &fails.build(), &config)
+        .await
+        .unwrap();
     cri.start_container(&fails_id).await.unwrap();
-    assert_eq!(cri.wait_for_exit(&fails_id, LIMIT).await.unwrap().exit_code, 5);
+    assert_eq!(
+        cri.wait_for_exit(&fails_id, LIMIT).await.unwrap().exit_code,
+        5
+    );
 
     let sleeper = ContainerSpec::new("sleeper", node.busybox_image()).command(["sleep", "1000"]);
-    let sleeper_id = cri.create_container(&pod, &sleeper.build(), &config).await.unwrap();
+    let sleeper_id = cri
+        .create_container(&pod, &sleeper.build(), &config)
+        .await
+        .unwrap();
     cri.start_container(&sleeper_id).await.unwrap();
     let status = cri.container_status(&sleeper_id).await.unwrap();
     assert_eq!(status.state(), ContainerState::ContainerRunning);
     let result = cri
-        .exec_sync(&sleeper_id, &["sh", "-c", "echo out; echo err >&2; exit 7"], 30)
+        .exec_sync(
+            &sleeper_id,
+            &["sh", "-c", "echo out; echo err >&2; exit 7"],
+            30,
+        )
         .await
         .unwrap();
     assert_eq!(text(&result.stdout), "out\n");
