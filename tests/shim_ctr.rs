@@ -13,7 +13,7 @@ use containix_testkit::containerd::{
     CONTAINIX_RUNTIME_HANDLER, CONTAINIX_RUNTIME_TYPE, Containerd, ContainerdOptions,
     instance_processes, mounts_under,
 };
-use containix_testkit::cri::proto::{self, ContainerState};
+use containix_testkit::cri::proto::ContainerState;
 use containix_testkit::cri::{ContainerLog, ContainerSpec, PodSandboxSpec};
 
 /// Hang guard for things that should happen promptly; not a performance assertion.
@@ -357,6 +357,5 @@ async fn cri_pod_with_the_containix_handler_runs_execs_and_cleans_up() {
     }
     cri.stop_pod_sandbox(&pod).await.unwrap();
     cri.remove_pod_sandbox(&pod).await.unwrap();
-    let _: Option<proto::PodSandbox> = None;
     stop_cleanly(node).await;
 }

@@ -21,7 +21,7 @@ use containerd_shim::{
         ttrpc,
     },
 };
-use oci_spec::runtime::{LinuxResources, Process as OciProcess};
+use oci_spec::runtime::LinuxResources;
 
 use crate::{
     containix_step::{ContainixStep, StepError, StepOutcome},
@@ -559,5 +559,4 @@ async fn exec_spec_must_be_an_oci_process() {
     };
     let err = h.task.exec_task(&exec).await.unwrap_err();
     assert!(err.to_string().starts_with("spec:"), "{err}");
-    let _: Option<OciProcess> = None;
 }
