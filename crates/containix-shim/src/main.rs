@@ -1,12 +1,32 @@
-//! `containerd-shim-containix-v1`: the containerd shim for containix pods.
+//! `containerd-shim-containix-v1`: the containerd shim (task API v2) for containix pods.
+//!
+//! It behaves like containerd's runc shim for every container; the one difference is the
+//! [`containix_step::ContainixStep`] hook that may prepare a bundle before `runc create`.
 
-use clap::Parser;
+mod container;
+mod containix_step;
+mod error;
+mod events;
+mod io;
+mod process;
+mod service;
+mod spawner;
+mod stats;
+mod task;
+#[cfg(test)]
+mod tests;
 
-/// containerd shim v2 that runs Nix closures as containers and delegates to runc.
-#[derive(Parser)]
-#[command(name = "containerd-shim-containix-v1", version = containix_core::VERSION)]
-struct Args {}
+/// The runtime name containerd knows this shim by.
+const RUNTIME_ID: &str = "io.containerd.containix.v1";
 
-fn main() {
-    let _ = Args::parse();
+#[tokio::main]
+async fn main() {
+    if std::env::args()
+        .skip(1)
+        .any(|a| matches!(a.as_str(), "-v" | "-version" | "--version"))
+    {
+        println!("containerd-shim-containix-v1 {}", containix_core::VERSION);
+        return;
+    }
+    containerd_shim::asynchronous::run::<service::ShimService>(RUNTIME_ID, None).await;
 }
