@@ -9,6 +9,9 @@
 use std::{collections::HashMap, path::Path};
 
 use async_trait::async_trait;
+use containix_core::container_step::{ContainerStep, Decision, Outcome, decide, read_annotations};
+use containix_core::policy::NodePolicy;
+use log::{info, warn};
 
 /// What the step did with a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,10 +20,6 @@ pub enum StepOutcome {
     /// without a containix source, containers listed in `containix.dev/passthrough`).
     Passthrough,
     /// The step rewrote the bundle (rootfs and `config.json`) for runc.
-    #[allow(
-        dead_code,
-        reason = "returned by the containix-core step, not by the passthrough"
-    )]
     Prepared,
 }
 
@@ -58,22 +57,89 @@ pub trait ContainixStep: Send + Sync + 'static {
     async fn cleanup(&self, container_id: &str) -> Result<(), StepError>;
 }
 
-/// The step used until containix-core's prepare lands: every container passes through.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Passthrough;
+/// The real step: containix-core's [`ContainerStep`] under the node policy.
+///
+/// The policy is loaded once, when the shim starts. If it cannot be loaded, containers without
+/// containix annotations (the pause container, plain sidecars) still run, and containix
+/// containers fail with the policy's error.
+pub struct CoreStep {
+    step: Result<ContainerStep, String>,
+}
+
+impl CoreStep {
+    /// Loads the node policy (`/etc/containix/config.toml` or `CONTAINIX_CONFIG`).
+    pub fn from_environment() -> Self {
+        let step = NodePolicy::load()
+            .map(ContainerStep::new)
+            .map_err(|err| err.to_string());
+        if let Err(message) = &step {
+            warn!("containix: {message}; containix containers will fail until it is fixed");
+        }
+        CoreStep { step }
+    }
+}
 
 #[async_trait]
-impl ContainixStep for Passthrough {
+impl ContainixStep for CoreStep {
     async fn prepare(
         &self,
-        _bundle: &Path,
-        _container_id: &str,
+        bundle: &Path,
+        container_id: &str,
         _annotations: &HashMap<String, String>,
     ) -> Result<StepOutcome, StepError> {
-        Ok(StepOutcome::Passthrough)
+        let step = match &self.step {
+            Ok(step) => step,
+            Err(policy_error) => {
+                let annotations = read_annotations(&bundle.join("config.json"))
+                    .map_err(|err| StepError::new(err.to_string()))?;
+                return match decide(&annotations) {
+                    Ok(Decision::Passthrough(_)) => Ok(StepOutcome::Passthrough),
+                    _ => Err(StepError::new(policy_error.clone())),
+                };
+            }
+        };
+        match step.prepare(container_id, bundle).await {
+            Ok(Outcome::Passthrough(reason)) => {
+                info!(
+                    "containix: {container_id} runs untouched ({})",
+                    reason.describe()
+                );
+                Ok(StepOutcome::Passthrough)
+            }
+            Ok(Outcome::Prepared(prepared)) => {
+                let stages: Vec<String> = prepared
+                    .stages
+                    .iter()
+                    .map(|(stage, took)| format!("{stage} {}ms", took.as_millis()))
+                    .collect();
+                info!(
+                    "containix: {container_id} (container {}) runs {} store paths ({} bytes) \
+                     from {}: {}",
+                    prepared.request.container,
+                    prepared.resolved.closure.len(),
+                    prepared.resolved.closure.nar_size(),
+                    prepared
+                        .resolved
+                        .roots
+                        .first()
+                        .map_or_else(String::new, ToString::to_string),
+                    stages.join(", ")
+                );
+                for skipped in &prepared.plan.skipped {
+                    warn!("containix: {container_id}: not mounted: {skipped:?}");
+                }
+                Ok(StepOutcome::Prepared)
+            }
+            Err(err) => Err(StepError::new(err.to_string())),
+        }
     }
 
-    async fn cleanup(&self, _container_id: &str) -> Result<(), StepError> {
-        Ok(())
+    async fn cleanup(&self, container_id: &str) -> Result<(), StepError> {
+        match &self.step {
+            Ok(step) => step
+                .cleanup(container_id)
+                .map_err(|err| StepError::new(err.to_string())),
+            Err(_) => Ok(()),
+        }
     }
 }

@@ -18,7 +18,7 @@ use log::{error, warn};
 
 use crate::{
     container,
-    containix_step::{ContainixStep, Passthrough},
+    containix_step::{ContainixStep, CoreStep},
     events::RemoteEvents,
     spawner::{RuncSpawner, RuntimeConfig, Spawner},
     task::TaskService,
@@ -60,7 +60,7 @@ impl Shim for ShimService {
             namespace: args.namespace.clone(),
             bundle: args.bundle.clone(),
             exit: Arc::new(ExitSignal::default()),
-            step: Arc::new(Passthrough),
+            step: Arc::new(CoreStep::from_environment()),
             spawner: Arc::new(RuncSpawner),
         }
     }
