@@ -59,17 +59,30 @@ struct Plugin {
 impl Plugin {
     /// Starts the plugin against the test node's daemon.
     async fn start(dir: &Path) -> Plugin {
-        let daemon = NixDaemon::start_or_reuse().unwrap();
-        Self::start_with_daemon_socket(dir, daemon.socket_path()).await
+        Self::start_with_policy(dir, "").await
     }
 
-    async fn start_with_daemon_socket(dir: &Path, daemon_socket: &Path) -> Plugin {
+    /// Starts the plugin with `extra_policy` (TOML lines) added to the test node's policy.
+    async fn start_with_policy(dir: &Path, extra_policy: &str) -> Plugin {
+        let daemon = NixDaemon::start_or_reuse().unwrap();
+        Self::start_with_daemon_socket(dir, daemon.socket_path(), extra_policy).await
+    }
+
+    /// The policy lets pods use flakes already in the store (the fixtures' sources, offline)
+    /// and build their outputs when missing.
+    async fn start_with_daemon_socket(
+        dir: &Path,
+        daemon_socket: &Path,
+        extra_policy: &str,
+    ) -> Plugin {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("config.toml");
         std::fs::write(
             &config,
             format!(
-                "daemon-socket = {:?}\nstate-dir = {:?}\ndefault-timeout = \"1m\"\n",
+                "daemon-socket = {:?}\nstate-dir = {:?}\ndefault-timeout = \"1m\"\n\
+                 allowed-flake-prefixes = [\"path:/nix/store/\"]\nrealise = \"build\"\n\
+                 {extra_policy}\n",
                 daemon_socket.display().to_string(),
                 dir.join("policy-state").display().to_string()
             ),
@@ -206,6 +219,25 @@ async fn publish(
     client
         .node
         .node_publish_volume(publish_request(volume_id, target, readonly, &attributes))
+        .await
+        .unwrap_or_else(|status| panic!("publish {volume_id}: {status}"));
+}
+
+/// Publishes a read-only volume from `attributes` (plus the pod info a kubelet adds).
+async fn publish_attributes(
+    client: &mut CsiClient,
+    volume_id: &str,
+    target: &Path,
+    attributes: &[(&str, &str)],
+) {
+    let mut attributes = attributes.to_vec();
+    attributes.extend([
+        ("csi.storage.k8s.io/pod.name", "web-0"),
+        ("csi.storage.k8s.io/pod.namespace", "shop"),
+    ]);
+    client
+        .node
+        .node_publish_volume(publish_request(volume_id, target, true, &attributes))
         .await
         .unwrap_or_else(|status| panic!("publish {volume_id}: {status}"));
 }
@@ -364,6 +396,113 @@ async fn a_read_only_volume_shows_exactly_the_closure_sharing_the_stores_inodes(
     unpublish(&mut client, "csi-ro", &target).await;
     assert_nothing_left(dir.path(), &target);
     assert_eq!(daemon_roots_under(&roots_dir).await, Vec::<String>::new());
+    plugin.stop().await;
+}
+
+#[tokio::test]
+async fn a_flake_ref_volume_holds_the_flake_s_closure_and_runs_its_program() {
+    let built = Fixture::Hello.build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = Plugin::start(dir.path()).await;
+    let mut client = plugin.client().await;
+    let target = dir.path().join("pod/volumes/nix/mount");
+    let flake_ref = built.flake_ref();
+    publish_attributes(
+        &mut client,
+        "csi-flake",
+        &target,
+        &[("flakeRef", &flake_ref)],
+    )
+    .await;
+
+    assert_eq!(listing(&target), ["bin", "store"]);
+    assert_eq!(listing(&target.join("store")), base_names(&built.closure));
+    assert_eq!(listing(&target.join("bin")), ["hello"]);
+    let output = Command::new(target.join("bin/hello")).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("Hello from containix!"),
+        "{output:?}"
+    );
+    let roots_dir = plugin.state_dir().join("gcroots");
+    let roots = daemon_roots_under(&roots_dir).await;
+    assert_eq!(roots.len(), 1, "{roots:?}");
+    assert!(roots[0].contains("shop_web-0"), "{roots:?}");
+
+    unpublish(&mut client, "csi-flake", &target).await;
+    assert_nothing_left(dir.path(), &target);
+    assert_eq!(daemon_roots_under(&roots_dir).await, Vec::<String>::new());
+    plugin.stop().await;
+}
+
+#[tokio::test]
+async fn a_packages_volume_holds_the_packages_of_the_node_s_package_set() {
+    let base = Fixture::Diamond.build_package("base").unwrap();
+    let leaf = Fixture::Diamond.build_package("leaf").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let package_set = format!("package-set = \"path:{}\"", leaf.flake_source.display());
+    let plugin = Plugin::start_with_policy(dir.path(), &package_set).await;
+    let mut client = plugin.client().await;
+    let target = dir.path().join("target");
+    publish_attributes(
+        &mut client,
+        "csi-packages",
+        &target,
+        &[("packages", "leaf base")],
+    )
+    .await;
+
+    let mut closure: Vec<PathBuf> = base.closure.iter().chain(&leaf.closure).cloned().collect();
+    closure.sort();
+    closure.dedup();
+    assert_eq!(listing(&target.join("store")), base_names(&closure));
+    unpublish(&mut client, "csi-packages", &target).await;
+    assert_nothing_left(dir.path(), &target);
+    plugin.stop().await;
+}
+
+#[tokio::test]
+async fn a_flake_ref_outside_the_allowed_prefixes_is_refused_naming_flake_ref() {
+    let built = Fixture::Hello.build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = Plugin::start(dir.path()).await;
+    let mut client = plugin.client().await;
+    let target = dir.path().join("target");
+    // The same flake, from its checkout rather than the store: a real flake the node's policy
+    // (`path:/nix/store/` only) does not allow.
+    let outside = format!(
+        "path:{}#{}",
+        built.fixture.source_dir().display(),
+        built.attr
+    );
+    let status = client
+        .node
+        .node_publish_volume(publish_request(
+            "csi-refused",
+            &target,
+            true,
+            &[("flakeRef", &outside)],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+    assert!(
+        status
+            .message()
+            .contains("volume attribute `flakeRef`: flake ref `path:"),
+        "{status}"
+    );
+    assert!(
+        status
+            .message()
+            .contains("allowed prefixes: path:/nix/store/"),
+        "{status}"
+    );
+    assert_nothing_left(dir.path(), &target);
+    assert_eq!(
+        daemon_roots_under(&plugin.state_dir().join("gcroots")).await,
+        Vec::<String>::new()
+    );
     plugin.stop().await;
 }
 
@@ -605,10 +744,11 @@ async fn a_store_path_missing_from_the_store_fails_cleanly() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status}");
-    assert!(status.message().contains(&missing), "{status}");
     assert!(
-        status.message().contains("making"),
-        "names the step: {status}"
+        status.message().contains(&format!(
+            "volume attribute `storePaths`: {missing} could not be substituted"
+        )),
+        "names the attribute and the step: {status}"
     );
     assert_nothing_left(dir.path(), &target);
     plugin.stop().await;
@@ -693,7 +833,7 @@ async fn identity_and_capabilities_report_only_what_is_implemented() {
 async fn without_a_daemon_probe_is_not_ready_and_publish_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let plugin =
-        Plugin::start_with_daemon_socket(dir.path(), &dir.path().join("no-daemon.sock")).await;
+        Plugin::start_with_daemon_socket(dir.path(), &dir.path().join("no-daemon.sock"), "").await;
     let mut client = plugin.client().await;
     let probe = client.identity.probe(ProbeRequest {}).await.unwrap();
     assert_eq!(probe.into_inner().ready, Some(false));
@@ -711,7 +851,9 @@ async fn without_a_daemon_probe_is_not_ready_and_publish_is_unavailable() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status}");
     assert!(
-        status.message().contains("connecting to the Nix daemon"),
+        status
+            .message()
+            .contains("volume attribute `storePaths`: connecting to the Nix daemon"),
         "{status}"
     );
     assert_nothing_left(dir.path(), &target);

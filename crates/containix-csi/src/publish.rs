@@ -17,7 +17,7 @@ use containix_core::policy::NodePolicy;
 use containix_core::store_view::HostStore;
 use containix_core::volume_attributes::{POD_INFO_PREFIX, VolumeAttributes};
 
-use crate::closure_source::{ClosureSource, ResolveError};
+use crate::closure_source::{ClosureSource, HeldClosure};
 use crate::error::NodeError;
 use crate::volume_state::{VolumeRecord, VolumeStore};
 
@@ -147,11 +147,19 @@ impl<S: ClosureSource> Publisher<S> {
             readonly = request.readonly,
             "publishing"
         );
+        // The resolver gives the request the same deadline; publishing as a whole keeps to it.
         let timeout = self.policy.effective_timeout(attributes.request.timeout);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut resolution = self.source.resolve(&attributes.request, timeout).await?;
-        let closure = &resolution.resolved.closure;
-        let roots = resolution.resolved.roots.clone();
+        let resolution = self
+            .source
+            .resolve(&attributes.request)
+            .await
+            .map_err(|source| NodeError::Resolve {
+                attribute: attributes.source_attribute(),
+                source: Box::new(source),
+            })?;
+        let closure = &resolution.resolved().closure;
+        let roots = resolution.resolved().roots.clone();
         let mode = if request.readonly {
             VolumeMode::ReadOnly
         } else {
@@ -166,7 +174,7 @@ impl<S: ClosureSource> Publisher<S> {
             readonly: request.readonly,
             attributes: request.attributes.clone(),
             pod: attributes.pod.clone(),
-            roots: roots.clone(),
+            roots,
             closure_size: closure.len(),
             nar_size: closure.nar_size(),
             gc_consumer: gc_consumer(volume, pod.as_deref()),
@@ -176,17 +184,14 @@ impl<S: ClosureSource> Publisher<S> {
         self.volumes.save(&record)?;
 
         let result = async {
-            let holding = "registering the volume's GC root";
-            tokio::time::timeout_at(
-                deadline,
-                self.roots
-                    .hold(&record.gc_consumer, &roots, &mut resolution.daemon),
-            )
-            .await
-            .map_err(|_| ResolveError::DeadlineExceeded {
-                step: holding.into(),
-                timeout,
-            })??;
+            // The volume's own root is registered over the resolution's connection, whose temp
+            // roots protect the closure until then; the connection closes after.
+            tokio::time::timeout_at(deadline, resolution.hold(&self.roots, &record.gc_consumer))
+                .await
+                .map_err(|_| NodeError::Timeout {
+                    step: "registering the volume's GC root",
+                    after: timeout,
+                })??;
             let mounter = Arc::clone(&self.mounter);
             let plan = record.plan.clone();
             tokio::task::spawn_blocking(move || closure_mount::apply(&plan, mounter.as_ref()))
@@ -197,8 +202,6 @@ impl<S: ClosureSource> Publisher<S> {
             Ok::<(), NodeError>(())
         }
         .await;
-        // The volume's own root now protects the closure; the temporary roots can go.
-        drop(resolution);
         match result {
             Ok(()) => {
                 tracing::info!(
@@ -349,4 +352,83 @@ fn tree_size(dir: &Path) -> std::io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use containix_core::closure_mount::SyscallMounter;
+    use containix_core::gc_roots::{GcRootError, GcRoots};
+    use containix_core::request::Request;
+    use containix_core::resolved::Resolved;
+    use containix_core::resolver::{ResolveError, Step};
+    use containix_core::store_path::StorePath;
+    use containix_core::volume_attributes::VOLUME_CONTAINER;
+    use tonic::Code;
+
+    use super::*;
+
+    /// A closure that never resolves: the fake below only fails.
+    enum NoClosure {}
+
+    impl HeldClosure for NoClosure {
+        fn resolved(&self) -> &Resolved {
+            match *self {}
+        }
+
+        async fn hold(self, _: &GcRoots, _: &str) -> Result<Resolved, GcRootError> {
+            match self {}
+        }
+    }
+
+    /// A source whose deadline always passes while substituting.
+    struct TimingOut;
+
+    impl ClosureSource for TimingOut {
+        type Closure = NoClosure;
+
+        async fn resolve(&self, request: &Request) -> Result<NoClosure, ResolveError> {
+            assert_eq!(request.container, VOLUME_CONTAINER);
+            Err(ResolveError::Timeout {
+                container: request.container.clone(),
+                step: Step::Substituting(
+                    StorePath::parse("/nix/store/0c1h5b3ldrb1d8jq6ln5ai3k06h3ipm8-hello-1.0")
+                        .unwrap(),
+                ),
+                after: Duration::from_secs(7),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_resolution_is_reported_with_its_attribute_and_leaves_nothing() {
+        let state = tempfile::tempdir().unwrap();
+        let publisher = Publisher::new(
+            NodePolicy::default(),
+            TimingOut,
+            Arc::new(SyscallMounter),
+            state.path(),
+        )
+        .unwrap();
+        let target = state.path().join("target");
+        let request = PublishRequest {
+            volume_id: "v".into(),
+            target_path: target.clone(),
+            readonly: true,
+            attributes: [("flakeRef".to_owned(), "github:org/app#hello".to_owned())].into(),
+        };
+        let error = publisher.publish(&request).await.unwrap_err();
+        assert_eq!(error.code(), Code::DeadlineExceeded);
+        assert!(
+            error.to_string().starts_with(
+                "volume attribute `flakeRef`: resolution did not finish within 7s; it was \
+                 substituting /nix/store/"
+            ),
+            "{error}"
+        );
+        assert!(!target.exists());
+        assert_eq!(publisher.volumes().load("v").unwrap(), None);
+        assert!(!state.path().join("gcroots").exists());
+    }
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use containix_core::closure_mount::SyscallMounter;
 use containix_core::policy::NodePolicy;
+use containix_core::resolver::Resolver;
 use thiserror::Error;
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use crate::closure_source::StorePathsSource;
 use crate::error::NodeError;
 use crate::identity::IdentityService;
 use crate::node::NodeService;
@@ -55,7 +55,7 @@ pub struct PluginConfig {
     pub node_id: String,
     /// Where volume records, overlays and GC roots live.
     pub state_dir: PathBuf,
-    /// The node policy (daemon socket, allowed flake refs, deadlines).
+    /// The node policy (daemon socket, allowed flake refs, realisation, deadlines, package set).
     pub policy: NodePolicy,
 }
 
@@ -91,7 +91,7 @@ pub async fn serve(
     config: PluginConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let source = StorePathsSource::new(config.policy.daemon_socket.clone());
+    let source = Resolver::new(config.policy.clone());
     let identity = IdentityService::new(config.policy.daemon_socket.clone());
     let publisher = Publisher::new(
         config.policy,
