@@ -5,19 +5,15 @@
 //! Build the shim first: `cargo build -p containix-shim` (the testkit finds it next to the
 //! test binary, or at `$CONTAINIX_SHIM_BIN`).
 
-use std::path::PathBuf;
 use std::process::Output;
-use std::time::Duration;
 
 use containix_testkit::containerd::{
     CONTAINIX_RUNTIME_HANDLER, CONTAINIX_RUNTIME_TYPE, Containerd, ContainerdOptions,
-    instance_processes, mounts_under,
 };
 use containix_testkit::cri::proto::ContainerState;
 use containix_testkit::cri::{ContainerLog, ContainerSpec, PodSandboxSpec};
+use containix_tests::{LIMIT, eventually, shim_side_processes, stop_cleanly};
 
-/// Hang guard for things that should happen promptly; not a performance assertion.
-const LIMIT: Duration = Duration::from_secs(60);
 /// The namespace the testkit imports its images into.
 const NAMESPACE: &str = "k8s.io";
 
@@ -46,45 +42,6 @@ async fn ctr(node: &Containerd, args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Polls `check` until it holds, for at most [`LIMIT`].
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Processes of the node other than containerd itself (shims, runc, containers).
-fn shim_side_processes(node: &Containerd) -> Vec<String> {
-    node.leftover_processes()
-        .into_iter()
-        .map(|p| p.command)
-        .filter(|command| !command.starts_with("containerd "))
-        .collect()
-}
-
-/// Waits for the shims to go, then stops the node and checks it left nothing behind.
-async fn stop_cleanly(node: Containerd) {
-    eventually("the shims to exit", async || {
-        shim_side_processes(&node).is_empty()
-    })
-    .await;
-    assert_eq!(
-        node.leftover_mounts(),
-        Vec::<PathBuf>::new(),
-        "mounts left behind"
-    );
-    let dir = node.layout().dir().to_owned();
-    let report = node.stop().await.unwrap();
-    assert!(report.is_clean(), "containerd needed forcing: {report:?}");
-    assert_eq!(mounts_under(&dir), Vec::<PathBuf>::new());
-    assert_eq!(instance_processes(&dir), vec![]);
 }
 
 #[tokio::test]

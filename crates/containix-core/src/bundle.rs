@@ -203,6 +203,14 @@ fn merge_edits(mut original: Value, spec: &Spec) -> Value {
     if let Some(mounts) = edited.get("mounts") {
         fields.insert("mounts".into(), mounts.clone());
     }
+    if let (Some(Value::Object(root)), Some(readonly)) = (
+        fields.get_mut("root"),
+        edited
+            .pointer("/root/readonly")
+            .filter(|v| v.as_bool() == Some(true)),
+    ) {
+        root.insert("readonly".into(), readonly.clone());
+    }
     if let (Some(Value::Object(process)), Some(edited_process)) =
         (fields.get_mut("process"), edited.get("process"))
     {

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,6 +20,7 @@ use thiserror::Error;
 use crate::daemon::stderr::strip_ansi;
 use crate::flake_ref::FlakeInstallable;
 use crate::policy::NodePolicy;
+use crate::process_runner::ProcessRunner;
 use crate::store_path::{StorePath, StorePathError};
 
 /// Longest stderr tail kept in an error, in bytes.
@@ -160,11 +163,13 @@ pub fn eval_args(installable: &FlakeInstallable, policy: &NodePolicy) -> Vec<OsS
     args
 }
 
-/// Runs the evaluation under `deadline`, killing nix (and anything it started) when it passes.
+/// Runs the evaluation under `deadline` with `runner`, killing nix (and anything it started)
+/// when it passes.
 pub async fn evaluate(
     installable: &FlakeInstallable,
     policy: &NodePolicy,
     deadline: Duration,
+    runner: &dyn ProcessRunner,
 ) -> Result<FlakeEvaluation, EvalError> {
     let shown = installable_argument(installable, policy);
     let mut command = tokio::process::Command::new(&policy.nix_command);
@@ -177,20 +182,18 @@ pub async fn evaluate(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let child = command.spawn().map_err(|source| EvalError::Spawn {
+    let pid = Arc::new(AtomicU32::new(0));
+    let spawn_error = |source| EvalError::Spawn {
         installable: shown.clone(),
         program: policy.nix_command.clone(),
         source,
-    })?;
-    let group = child.id();
-    let output = match tokio::time::timeout(deadline, child.wait_with_output()).await {
-        Ok(result) => result.map_err(|source| EvalError::Spawn {
-            installable: shown.clone(),
-            program: policy.nix_command.clone(),
-            source,
-        })?,
+    };
+    let output = match tokio::time::timeout(deadline, runner.output(command, pid.clone())).await {
+        Ok(result) => result.map_err(spawn_error)?,
         Err(_) => {
-            if let Some(pid) = group.and_then(|pid| i32::try_from(pid).ok()) {
+            if let Ok(pid) = i32::try_from(pid.load(Ordering::SeqCst))
+                && pid > 0
+            {
                 // The child was started as the leader of its own group; kill the whole group so
                 // fetchers it spawned go too. The child itself is reaped by kill_on_drop.
                 let _ = nix::sys::signal::killpg(

@@ -25,6 +25,7 @@ pub mod oci_image;
 pub mod path_info;
 pub mod plan;
 pub mod policy;
+pub mod process_runner;
 pub mod program;
 pub mod request;
 pub mod resolved;

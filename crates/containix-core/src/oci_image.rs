@@ -23,6 +23,11 @@ use sha2::{Digest, Sha256};
 /// CRI normalises it to `docker.io/containix/empty:<version>`, the name [`empty_image`] stores.
 pub const EMPTY_IMAGE_NAME: &str = concat!("containix/empty:", env!("CARGO_PKG_VERSION"));
 
+/// The empty image's entrypoint: a placeholder containix replaces with the package's main
+/// program. CRI refuses a container with no command at all, so a pod spec that names only the
+/// image (and maybe `args`) needs the image to provide one; nothing exists at this path.
+pub const EMPTY_IMAGE_ENTRYPOINT: &str = "/.containix/main-program";
+
 /// Annotation in `index.json` that `ctr images import` uses as the image name.
 pub const ANNOTATION_CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 /// Standard OCI annotation for a manifest's reference name (the tag).
@@ -553,7 +558,10 @@ impl OciImage {
 ///
 /// Pass [`EMPTY_IMAGE_NAME`] unless a test needs another name.
 pub fn empty_image(name: &str) -> Result<OciImage> {
-    OciImageBuilder::new(name)?.layer(ImageLayer::new()).build()
+    OciImageBuilder::new(name)?
+        .layer(ImageLayer::new())
+        .entrypoint([EMPTY_IMAGE_ENTRYPOINT])
+        .build()
 }
 
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>> {
@@ -798,7 +806,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_image_has_one_empty_layer_and_no_entrypoint() {
+    fn empty_image_has_one_empty_layer_and_the_placeholder_entrypoint() {
         let image = empty_image(EMPTY_IMAGE_NAME).unwrap();
         assert_eq!(
             image.reference().to_string(),
@@ -821,7 +829,10 @@ mod tests {
             ImageConfiguration::from_reader(blob(&files, manifest.config().digest().as_ref()))
                 .unwrap();
         let container = config.config().clone().unwrap_or_default();
-        assert_eq!(container.entrypoint(), &None);
+        assert_eq!(
+            container.entrypoint(),
+            &Some(vec![EMPTY_IMAGE_ENTRYPOINT.to_owned()])
+        );
         assert_eq!(container.cmd(), &None);
     }
 

@@ -6,12 +6,19 @@
 //! flake, rooting the closure, rewriting `config.json`) lives behind this trait, in
 //! containix-core; the shim itself stays a plain runc shim.
 
-use std::{collections::HashMap, path::Path};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use containix_core::container_step::{ContainerStep, Decision, Outcome, decide, read_annotations};
+use containix_core::plan::EnvEdit;
+use containix_core::plan::env::apply_env;
 use containix_core::policy::NodePolicy;
+use containix_core::resolver::Resolver;
 use log::{info, warn};
+
+use crate::spawner::ReaperAwareRunner;
 
 /// What the step did with a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +62,10 @@ pub trait ContainixStep: Send + Sync + 'static {
     /// Releases what `prepare` set up for `container_id`. Idempotent: it is also called for
     /// containers the step passed through, and after a failed `prepare`.
     async fn cleanup(&self, container_id: &str) -> Result<(), StepError>;
+
+    /// Edits the environment of a process exec'd in `container_id` the way `prepare` edited
+    /// the container's own (the closure's `bin` dirs on `PATH`, CA bundle variables).
+    fn exec_env(&self, _container_id: &str, _env: &mut Vec<String>) {}
 }
 
 /// The real step: containix-core's [`ContainerStep`] under the node policy.
@@ -64,18 +75,27 @@ pub trait ContainixStep: Send + Sync + 'static {
 /// containers fail with the policy's error.
 pub struct CoreStep {
     step: Result<ContainerStep, String>,
+    /// The environment edits of each prepared container, for its execs.
+    exec_env: Mutex<HashMap<String, Vec<EnvEdit>>>,
 }
 
 impl CoreStep {
     /// Loads the node policy (`/etc/containix/config.toml` or `CONTAINIX_CONFIG`).
     pub fn from_environment() -> Self {
         let step = NodePolicy::load()
-            .map(ContainerStep::new)
+            .map(|policy| {
+                let resolver =
+                    Resolver::new(policy).with_process_runner(Arc::new(ReaperAwareRunner));
+                ContainerStep::with_resolver(resolver)
+            })
             .map_err(|err| err.to_string());
         if let Err(message) = &step {
             warn!("containix: {message}; containix containers will fail until it is fixed");
         }
-        CoreStep { step }
+        CoreStep {
+            step,
+            exec_env: Mutex::default(),
+        }
     }
 }
 
@@ -128,6 +148,10 @@ impl ContainixStep for CoreStep {
                 for skipped in &prepared.plan.skipped {
                     warn!("containix: {container_id}: not mounted: {skipped:?}");
                 }
+                self.exec_env
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(container_id.to_owned(), prepared.plan.env.clone());
                 Ok(StepOutcome::Prepared)
             }
             Err(err) => Err(StepError::new(err.to_string())),
@@ -135,11 +159,26 @@ impl ContainixStep for CoreStep {
     }
 
     async fn cleanup(&self, container_id: &str) -> Result<(), StepError> {
+        self.exec_env
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(container_id);
         match &self.step {
             Ok(step) => step
                 .cleanup(container_id)
                 .map_err(|err| StepError::new(err.to_string())),
             Err(_) => Ok(()),
+        }
+    }
+
+    fn exec_env(&self, container_id: &str, env: &mut Vec<String>) {
+        if let Some(edits) = self
+            .exec_env
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(container_id)
+        {
+            apply_env(edits, env);
         }
     }
 }

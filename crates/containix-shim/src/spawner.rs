@@ -6,8 +6,11 @@
 use std::{
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
-    process::ExitStatus,
-    sync::Arc,
+    process::{ExitStatus, Output},
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
 };
 
 use async_trait::async_trait;
@@ -15,6 +18,7 @@ use containerd_shim::{
     asynchronous::monitor::{monitor_subscribe, monitor_unsubscribe},
     monitor::{Subject, Topic},
 };
+use containix_core::process_runner::{BoxFuture, ProcessRunner};
 use oci_spec::runtime::{LinuxResources, Process};
 use runc::options::{CreateOpts, DeleteOpts, ExecOpts, GlobalOpts, KillOpts};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -415,12 +419,63 @@ impl runc::Spawner for ReaperAwareExecutor {
     }
 }
 
-async fn read_all(stream: Option<impl AsyncRead + Unpin>) -> String {
+/// Runs containix-core's own processes (`nix eval`) without racing the shim's reaper, the same
+/// way [`ReaperAwareExecutor`] runs runc.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReaperAwareRunner;
+
+impl ProcessRunner for ReaperAwareRunner {
+    fn output(
+        &self,
+        mut command: tokio::process::Command,
+        pid: Arc<AtomicU32>,
+    ) -> BoxFuture<'static, std::io::Result<Output>> {
+        Box::pin(async move {
+            let mut exits = monitor_subscribe(Topic::Pid)
+                .await
+                .map_err(std::io::Error::other)?;
+            let mut child = match command.spawn() {
+                Ok(child) => child,
+                Err(e) => {
+                    monitor_unsubscribe(exits.id).await.unwrap_or_default();
+                    return Err(e);
+                }
+            };
+            let child_pid = child.id().unwrap_or_default();
+            pid.store(child_pid, Ordering::SeqCst);
+            let wait_exit = async {
+                while let Some(event) = exits.rx.recv().await {
+                    if matches!(event.subject, Subject::Pid(p) if p as u32 == child_pid) {
+                        return event.exit_code;
+                    }
+                }
+                -1
+            };
+            let (stdout, stderr, code) = tokio::join!(
+                read_bytes(child.stdout.take()),
+                read_bytes(child.stderr.take()),
+                wait_exit
+            );
+            monitor_unsubscribe(exits.id).await.unwrap_or_default();
+            Ok(Output {
+                status: ExitStatus::from_raw((code & 0xff) << 8),
+                stdout,
+                stderr,
+            })
+        })
+    }
+}
+
+async fn read_bytes(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
     let mut out = Vec::new();
     if let Some(mut stream) = stream {
         let _ = stream.read_to_end(&mut out).await;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+async fn read_all(stream: Option<impl AsyncRead + Unpin>) -> String {
+    String::from_utf8_lossy(&read_bytes(stream).await).into_owned()
 }
 
 #[cfg(test)]

@@ -424,6 +424,11 @@ impl TaskService {
             ShimError::InvalidArgument(format!("spec: expected an OCI process as JSON: {e}"))
         })?;
         process.set_terminal(Some(req.terminal));
+        // CRI builds an exec's process from the container spec it stored, not from the bundle
+        // containix rewrote: give it the container's closure environment (PATH and friends).
+        let mut env = process.env().clone().unwrap_or_default();
+        self.inner.step.exec_env(&req.id, &mut env);
+        process.set_env(Some(env));
         let mut containers = self.inner.containers.lock().await;
         let container = containers
             .get_mut(&req.id)

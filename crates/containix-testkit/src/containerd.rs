@@ -124,6 +124,10 @@ pub struct ContainerdOptions {
     pub ready_limit: Duration,
     /// Upper bound on waiting for containerd to exit after SIGTERM before SIGKILL.
     pub stop_limit: Duration,
+    /// Extra lines of the containix node policy the shim gets. The testkit always sets
+    /// `state-dir` to a directory inside the instance, so the shim's GC roots and state go
+    /// away with it; these lines add to that (e.g. `realise = "build"`).
+    pub containix_policy: String,
 }
 
 impl Default for ContainerdOptions {
@@ -136,6 +140,7 @@ impl Default for ContainerdOptions {
             parent_dir: std::env::temp_dir(),
             ready_limit: Duration::from_secs(30),
             stop_limit: Duration::from_secs(10),
+            containix_policy: String::new(),
         }
     }
 }
@@ -220,6 +225,14 @@ impl ContainerdLayout {
     /// Scratch space for staged image tars.
     pub fn scratch(&self) -> PathBuf {
         self.dir.join("scratch")
+    }
+    /// The containix node policy the shim reads (`CONTAINIX_CONFIG` in containerd's environment).
+    pub fn containix_policy(&self) -> PathBuf {
+        self.dir.join("containix-config.toml")
+    }
+    /// The containix state dir (GC roots, caches, per-container state) of this instance.
+    pub fn containix_state(&self) -> PathBuf {
+        self.dir.join("containix-state")
     }
 }
 
@@ -449,6 +462,16 @@ impl Containerd {
                 source,
             })?;
         }
+        let policy = format!(
+            "state-dir = {:?}\n{}\n",
+            layout.containix_state().display().to_string(),
+            options.containix_policy
+        );
+        std::fs::write(layout.containix_policy(), policy).map_err(|source| Error::Io {
+            what: "writing",
+            path: layout.containix_policy(),
+            source,
+        })?;
         let config = render_config(layout, images::PAUSE_IMAGE);
         std::fs::write(layout.config(), config).map_err(|source| Error::Io {
             what: "writing",
@@ -475,6 +498,7 @@ impl Containerd {
             .arg("--config")
             .arg(self.layout.config())
             .env("PATH", self.containerd_path())
+            .env("CONTAINIX_CONFIG", self.layout.containix_policy())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

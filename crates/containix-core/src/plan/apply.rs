@@ -23,6 +23,11 @@ pub fn apply(plan: &SpecPlan, mut spec: Spec) -> Spec {
     drop(present);
     mounts.extend(added);
     spec.set_mounts(Some(mounts));
+    if plan.readonly_root
+        && let Some(root) = spec.root_mut()
+    {
+        root.set_readonly(Some(true));
+    }
     if let Some(process) = spec.process_mut() {
         process.set_args(Some(plan.args.clone()));
         let mut env = process.env_mut().take().unwrap_or_default();

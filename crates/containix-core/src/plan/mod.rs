@@ -25,6 +25,7 @@ pub use apply::apply;
 pub use env::EnvEdit;
 pub use mounts::SkippedMember;
 
+use crate::oci_image::EMPTY_IMAGE_ENTRYPOINT;
 use crate::program::{self, ProgramError};
 use crate::resolved::Resolved;
 use crate::store_path::{STORE_DIR, StorePath};
@@ -80,6 +81,11 @@ pub struct SpecPlan {
     pub files: Vec<StateFile>,
     /// Closure members that get no mount, and why.
     pub skipped: Vec<SkippedMember>,
+    /// Whether the root filesystem is read-only: always for the empty image, whose rootfs
+    /// holds nothing but the closure (so `/nix/store` cannot gain entries), else as the base
+    /// spec says. runc applies it after creating every mount point.
+    #[serde(default)]
+    pub readonly_root: bool,
 }
 
 impl StateFile {
@@ -230,8 +236,9 @@ pub fn plan(input: &PlanInput<'_>, view: &dyn StoreView) -> Result<SpecPlan, Pla
             files.push(file);
         }
     }
+    let readonly_root = input.image == ImageKind::Empty || root.readonly() == Some(true);
     let tmp = Path::new("/tmp");
-    if root.readonly() == Some(true) && !mounts::already_covered(base_mounts, tmp) {
+    if readonly_root && !mounts::already_covered(base_mounts, tmp) {
         mounts.push(mounts::tmpfs(tmp, &mounts::TMP_OPTIONS)?);
     }
     validate::check_mounts(&mounts, closure, state_dir)?;
@@ -243,11 +250,14 @@ pub fn plan(input: &PlanInput<'_>, view: &dyn StoreView) -> Result<SpecPlan, Pla
         env: env_edits,
         files,
         skipped,
+        readonly_root,
     })
 }
 
 /// The process's argument vector: the entrypoint before the pod's args; else the pod's command
-/// with its program found in the closure; else the package's main program.
+/// with its program found in the closure; else the package's main program, followed by the
+/// pod's args. The empty image's placeholder entrypoint ([`EMPTY_IMAGE_ENTRYPOINT`]) in
+/// `args[0]` means the pod gave no command.
 fn process_args(
     input: &PlanInput<'_>,
     view: &dyn StoreView,
@@ -256,6 +266,10 @@ fn process_args(
     bin_dirs: &[PathBuf],
 ) -> Result<Vec<String>, PlanError> {
     let closure = &input.resolved.closure;
+    let (base_args, placeholder) = match base_args.split_first() {
+        Some((first, rest)) if first == EMPTY_IMAGE_ENTRYPOINT => (rest, true),
+        _ => (base_args, false),
+    };
     if let Some(entrypoint) = input.entrypoint {
         let program =
             program::find_entrypoint(view, closure, &input.resolved.roots, entrypoint, search)?;
@@ -263,14 +277,19 @@ fn process_args(
         args.extend(base_args.iter().cloned());
         return Ok(args);
     }
-    let Some(command) = base_args.first() else {
-        let name = input
-            .resolved
-            .main_program
-            .as_deref()
-            .ok_or(ProgramError::NothingToRun)?;
-        let program = program::find_on_path(view, closure, "main program", name, bin_dirs)?;
-        return Ok(vec![program.display().to_string()]);
+    let command = match base_args.first() {
+        Some(command) if !placeholder => command,
+        _ => {
+            let name = input
+                .resolved
+                .main_program
+                .as_deref()
+                .ok_or(ProgramError::NothingToRun)?;
+            let program = program::find_on_path(view, closure, "main program", name, bin_dirs)?;
+            let mut args = vec![program.display().to_string()];
+            args.extend(base_args.iter().cloned());
+            return Ok(args);
+        }
     };
     let mut args = base_args.to_vec();
     if !command.contains('/') {

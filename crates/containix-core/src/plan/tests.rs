@@ -463,6 +463,7 @@ fn apply_appends_each_missing_mount_once_in_plan_order() {
         env: vec![],
         files: vec![],
         skipped: vec![],
+        readonly_root: false,
     };
     let spec = apply(&spec_plan, base);
     assert_eq!(spec.mounts().clone().unwrap(), [a, b, a_other, c]);
@@ -676,4 +677,68 @@ proptest! {
         prop_assert_eq!(&args_of(&spec)[0], &format!("{root}/bin/root"));
         assert_valid(&spec);
     }
+}
+
+#[test]
+fn the_empty_image_placeholder_means_no_command_from_the_pod() {
+    let ex = example();
+    let main = format!("{}/bin/app", ex.app);
+    // No command, no args: the main program alone.
+    let base = containerd_spec(&[EMPTY_IMAGE_ENTRYPOINT], &[], 0, false);
+    let plan = plan(
+        &input(&ex.resolved, &base, None, ImageKind::Empty),
+        &ex.store,
+    )
+    .unwrap();
+    assert_eq!(plan.args, [main.as_str()]);
+    // Pod args without a command: the main program with those args.
+    let base = containerd_spec(&[EMPTY_IMAGE_ENTRYPOINT, "--port", "80"], &[], 0, false);
+    let plan = super::plan(
+        &input(&ex.resolved, &base, None, ImageKind::Empty),
+        &ex.store,
+    )
+    .unwrap();
+    assert_eq!(plan.args, [main.as_str(), "--port", "80"]);
+    // An entrypoint annotation replaces the placeholder too.
+    let plan = super::plan(
+        &input(&ex.resolved, &base, Some("/bin/helper"), ImageKind::Empty),
+        &ex.store,
+    )
+    .unwrap();
+    assert_eq!(
+        plan.args,
+        [format!("{}/bin/helper", ex.app).as_str(), "--port", "80"]
+    );
+}
+
+#[test]
+fn the_empty_image_gets_a_read_only_root_and_a_tmpfs_tmp() {
+    let ex = example();
+    let base = containerd_spec(&["app"], &[], 0, false);
+    let empty = plan(
+        &input(&ex.resolved, &base, None, ImageKind::Empty),
+        &ex.store,
+    )
+    .unwrap();
+    assert!(empty.readonly_root);
+    assert!(
+        empty
+            .mounts
+            .iter()
+            .any(|m| m.destination() == Path::new("/tmp"))
+    );
+    let spec = apply(&empty, base.clone());
+    assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
+
+    let normal = plan(
+        &input(&ex.resolved, &base, None, ImageKind::Normal),
+        &ex.store,
+    )
+    .unwrap();
+    assert!(
+        !normal.readonly_root,
+        "a normal image keeps its writable root"
+    );
+    let spec = apply(&normal, base);
+    assert_ne!(spec.root().as_ref().unwrap().readonly(), Some(true));
 }

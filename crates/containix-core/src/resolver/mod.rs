@@ -29,6 +29,7 @@ mod single_flight;
 mod step;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -37,6 +38,7 @@ use crate::flake_eval::{self, EvalError, FlakeEvaluation};
 use crate::flake_ref::{AttrPath, FlakeInstallable, FlakeRef};
 use crate::gc_roots::{GcRootError, GcRoots};
 use crate::policy::NodePolicy;
+use crate::process_runner::{ProcessRunner, TokioRunner};
 use crate::request::{Request, Source};
 use crate::resolved::Resolved;
 use crate::store_path::StorePath;
@@ -58,6 +60,7 @@ pub struct Resolver {
     daemon_settings: BTreeMap<String, String>,
     cache: ResolutionCache,
     locks: LockDir,
+    runner: Arc<dyn ProcessRunner>,
 }
 
 /// A resolved request whose paths the daemon keeps alive (as temp roots of this resolution's
@@ -109,7 +112,15 @@ impl Resolver {
             locks: LockDir::new(&policy.state_dir),
             policy,
             daemon_settings: BTreeMap::new(),
+            runner: Arc::new(TokioRunner),
         }
+    }
+
+    /// Runs `nix eval` through `runner` instead of letting tokio reap it (a containerd shim,
+    /// whose reaper collects every child, needs this).
+    pub fn with_process_runner(mut self, runner: Arc<dyn ProcessRunner>) -> Self {
+        self.runner = runner;
+        self
     }
 
     /// Daemon settings sent with `SetOptions` on each resolution's connection, e.g.
@@ -433,7 +444,7 @@ impl Resolver {
         if remaining.is_zero() {
             return Err(run.timeout(step));
         }
-        match flake_eval::evaluate(installable, &self.policy, remaining).await {
+        match flake_eval::evaluate(installable, &self.policy, remaining, &*self.runner).await {
             Ok(evaluation) => Ok(from_evaluation(evaluation)),
             Err(EvalError::Timeout { .. }) => Err(run.timeout(step)),
             Err(source) => Err(ResolveError::Eval {

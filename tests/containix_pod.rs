@@ -1,0 +1,368 @@
+//! containix pods end to end, through containerd's CRI as a kubelet drives it, with the
+//! `containix` runtime handler, the real shim, the real Nix daemon and real runc.
+//!
+//! The test node's shim reads a node policy the testkit writes (state dir inside the node's
+//! temp dir); these tests allow `path:/nix/store/` refs so the offline fixture flakes resolve.
+//! Note on CRI: containerd creates the task (and so runs the containix step) at StartContainer,
+//! so that is where a bad annotation is reported.
+
+use std::path::{Path, PathBuf};
+
+use containix_core::oci_image::EMPTY_IMAGE_NAME;
+use containix_testkit::containerd::{CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions};
+use containix_testkit::cri::proto::{self, ContainerState};
+use containix_testkit::cri::{ContainerLog, ContainerSpec, CriClient, PodSandboxSpec};
+use containix_testkit::fixtures::{self, Built};
+use containix_tests::{LIMIT, eventually, shim_side_processes, stop_cleanly};
+
+/// The policy every test node here gets, plus `extra` lines.
+async fn start_node(extra: &str) -> Containerd {
+    let options = ContainerdOptions {
+        containix_policy: format!(
+            "allowed-flake-prefixes = [\"path:/nix/store/\"]\nrealise = \"build\"\n{extra}"
+        ),
+        ..ContainerdOptions::default()
+    };
+    assert!(
+        options.shim_binary.is_some(),
+        "containerd-shim-containix-v1 not found: run `cargo build --workspace --bins` first"
+    );
+    Containerd::start(options)
+        .await
+        .unwrap_or_else(|e| panic!("starting the test containerd: {e}"))
+}
+
+struct Pod {
+    cri: CriClient,
+    id: String,
+    config: proto::PodSandboxConfig,
+    log_dir: PathBuf,
+}
+
+impl Pod {
+    async fn run(node: &Containerd, name: &str, annotations: &[(&str, &str)]) -> Pod {
+        let log_dir = node.create_pod_log_dir(name).unwrap();
+        let mut spec = PodSandboxSpec::new(name).log_directory(&log_dir);
+        for (key, value) in annotations {
+            spec = spec.annotation(key, value);
+        }
+        let config = spec.build();
+        let cri = node.cri();
+        let id = cri
+            .run_pod_sandbox(&config, CONTAINIX_RUNTIME_HANDLER)
+            .await
+            .unwrap();
+        Pod {
+            cri,
+            id,
+            config,
+            log_dir,
+        }
+    }
+
+    /// Creates and starts `spec`; the error of whichever call failed.
+    async fn start(&self, spec: &ContainerSpec) -> Result<String, String> {
+        let id = self
+            .cri
+            .create_container(&self.id, &spec.build(), &self.config)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.cri
+            .start_container(&id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    /// Runs `spec` to completion: its exit code and log.
+    async fn run_to_exit(&self, spec: &ContainerSpec) -> (i32, ContainerLog) {
+        let id = self.start(spec).await.unwrap();
+        let status = self.cri.wait_for_exit(&id, LIMIT).await.unwrap();
+        let log = ContainerLog::read(&self.log_dir.join(spec.relative_log_path()))
+            .await
+            .unwrap();
+        (status.exit_code, log)
+    }
+
+    /// What a kubelet does when the pod goes away.
+    async fn remove(self) {
+        for container in self.cri.list_containers(Some(&self.id)).await.unwrap() {
+            self.cri.stop_container(&container.id, 0).await.unwrap();
+            self.cri.remove_container(&container.id).await.unwrap();
+        }
+        self.cri.stop_pod_sandbox(&self.id).await.unwrap();
+        self.cri.remove_pod_sandbox(&self.id).await.unwrap();
+    }
+}
+
+/// Files and symlinks under the node's containix state dir (GC roots, per-container state);
+/// caches and locks of the resolver are not per-container and are left out.
+fn containix_leftovers(node: &Containerd) -> Vec<PathBuf> {
+    let state = node.layout().containix_state();
+    ["gcroots", "containers"]
+        .iter()
+        .flat_map(|dir| files_under(&state.join(dir)))
+        .collect()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                files_under(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+fn busybox_of(built: &Built) -> String {
+    let dir = built.closure_member("busybox").unwrap();
+    format!("{}/busybox", dir.display())
+}
+
+#[tokio::test]
+async fn a_flake_pod_runs_from_the_empty_image_execs_and_cleans_up() {
+    let hello = fixtures::example_hello().unwrap();
+    let node = start_node("").await;
+    let pod = Pod::run(
+        &node,
+        "hello",
+        &[("containix.dev/flake", &hello.flake_ref())],
+    )
+    .await;
+
+    // No command: the package's meta.mainProgram runs.
+    let (code, log) = pod
+        .run_to_exit(&ContainerSpec::new("hello", EMPTY_IMAGE_NAME))
+        .await;
+    assert_eq!(code, 0, "{}", log.stderr());
+    assert!(log.stdout().contains("Hello from containix!"), "{log:?}");
+
+    // Exit codes propagate; the pod's command is looked up in the closure.
+    let busybox = busybox_of(&hello);
+    let fails = ContainerSpec::new("fails", EMPTY_IMAGE_NAME).command([
+        busybox.as_str(),
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(pod.run_to_exit(&fails).await.0, 3);
+
+    // ExecSync of a closure program by name: the root output's bin dir is on PATH.
+    let idle =
+        ContainerSpec::new("idle", EMPTY_IMAGE_NAME).command([busybox.as_str(), "sleep", "1000"]);
+    let idle_id = pod.start(&idle).await.unwrap();
+    assert_eq!(
+        pod.cri.container_status(&idle_id).await.unwrap().state(),
+        ContainerState::ContainerRunning
+    );
+    let result = pod.cri.exec_sync(&idle_id, &["hello"], 30).await.unwrap();
+    assert_eq!(result.exit_code, 0);
+    assert!(String::from_utf8_lossy(&result.stdout).contains("Hello from containix!"));
+    // The store holds the closure and nothing else, read-only.
+    let result = pod
+        .cri
+        .exec_sync(
+            &idle_id,
+            &[
+                busybox.as_str(),
+                "sh",
+                "-c",
+                "ls /nix/store; touch /nix/store/x",
+            ],
+            30,
+        )
+        .await
+        .unwrap();
+    let mut listed: Vec<String> = String::from_utf8_lossy(&result.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = hello
+        .closure
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert_ne!(result.exit_code, 0, "writing under /nix/store must fail");
+
+    assert!(
+        !containix_leftovers(&node).is_empty(),
+        "GC roots are held while the pod runs"
+    );
+    pod.remove().await;
+    eventually("containix state to be released", async || {
+        containix_leftovers(&node).is_empty()
+    })
+    .await;
+    stop_cleanly(node).await;
+}
+
+#[tokio::test]
+async fn store_paths_and_passthrough_containers_run_without_evaluation() {
+    let hello = fixtures::example_hello().unwrap();
+    // Any evaluation would fail: the node's nix command does not exist.
+    let node = start_node("nix-command = \"/nonexistent/nix\"").await;
+    let out = hello.out_path.display().to_string();
+    let pod = Pod::run(
+        &node,
+        "mixed",
+        &[
+            ("containix.dev/store-paths", &out),
+            ("containix.dev/entrypoint", "hello"),
+            ("containix.dev/passthrough", "plain"),
+        ],
+    )
+    .await;
+    let (code, log) = pod
+        .run_to_exit(&ContainerSpec::new("app", EMPTY_IMAGE_NAME))
+        .await;
+    assert_eq!(code, 0, "{}", log.stderr());
+    assert!(log.stdout().contains("Hello from containix!"), "{log:?}");
+
+    let plain = ContainerSpec::new("plain", node.busybox_image()).command(["echo", "plain"]);
+    let (code, log) = pod.run_to_exit(&plain).await;
+    assert_eq!((code, log.stdout()), (0, "plain".to_owned()));
+
+    pod.remove().await;
+    eventually("containix state to be released", async || {
+        containix_leftovers(&node).is_empty()
+    })
+    .await;
+    stop_cleanly(node).await;
+}
+
+#[tokio::test]
+async fn bad_annotations_fail_the_container_with_a_containix_message_and_leave_nothing() {
+    let hello = fixtures::example_hello().unwrap();
+    let node = start_node("").await;
+    let out = hello.out_path.display().to_string();
+    // (pod name, its annotations, what the error must mention)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case<'_>; 5] = [
+        (
+            "unknown-key",
+            vec![("containix.dev/flak", "github:org/app")],
+            "containix.dev/flak",
+        ),
+        (
+            "two-sources",
+            vec![
+                ("containix.dev/flake", "github:org/app"),
+                ("containix.dev/store-paths", &out),
+            ],
+            "containix.dev/store-paths",
+        ),
+        (
+            "bad-ref",
+            vec![("containix.dev/flake", "github:org")],
+            "containix.dev/flake",
+        ),
+        (
+            "no-entrypoint",
+            vec![
+                ("containix.dev/store-paths", &out),
+                ("containix.dev/entrypoint", "not-in-the-closure"),
+            ],
+            "not-in-the-closure",
+        ),
+        (
+            "disallowed",
+            vec![("containix.dev/flake", "github:org/app")],
+            "not allowed on this node",
+        ),
+    ];
+    for (name, annotations, expected) in cases {
+        let pod = Pod::run(&node, name, &annotations).await;
+        let err = pod
+            .start(&ContainerSpec::new("app", EMPTY_IMAGE_NAME))
+            .await
+            .expect_err(name);
+        assert!(err.contains("containix: "), "{name}: {err}");
+        assert!(err.contains(expected), "{name}: {err}");
+        assert_eq!(containix_leftovers(&node), Vec::<PathBuf>::new(), "{name}");
+        pod.remove().await;
+    }
+    stop_cleanly(node).await;
+}
+
+#[tokio::test]
+async fn a_killed_shim_is_cleaned_up_when_the_pod_is_removed() {
+    let hello = fixtures::example_hello().unwrap();
+    let node = start_node("").await;
+    let pod = Pod::run(
+        &node,
+        "doomed",
+        &[("containix.dev/flake", &hello.flake_ref())],
+    )
+    .await;
+    let busybox = busybox_of(&hello);
+    let idle =
+        ContainerSpec::new("idle", EMPTY_IMAGE_NAME).command([busybox.as_str(), "sleep", "1000"]);
+    pod.start(&idle).await.unwrap();
+    assert!(!containix_leftovers(&node).is_empty());
+
+    let shims: Vec<i32> = node
+        .leftover_processes()
+        .into_iter()
+        .filter(|p| p.command.contains("containerd-shim-containix-v1"))
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(shims.len(), 1, "one shim per pod");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    pod.remove().await;
+    eventually("containix state to be released", async || {
+        containix_leftovers(&node).is_empty()
+    })
+    .await;
+    eventually("the pod's processes to go", async || {
+        shim_side_processes(&node).is_empty()
+    })
+    .await;
+    stop_cleanly(node).await;
+}
+
+#[tokio::test]
+async fn ctr_run_with_the_containix_runtime_runs_a_closure() {
+    let hello = fixtures::example_hello().unwrap();
+    let node = start_node("").await;
+    let annotation = format!("containix.dev/flake={}", hello.flake_ref());
+    let output = tokio::process::Command::new("ctr")
+        .arg("--address")
+        .arg(node.socket())
+        .args(["--namespace", "k8s.io", "run", "--rm"])
+        .args(["--runtime", "io.containerd.containix.v1"])
+        .args(["--annotation", &annotation])
+        .arg(format!("docker.io/{EMPTY_IMAGE_NAME}"))
+        .arg("ctr-hello")
+        .arg("hello")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "ctr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Hello from containix!"), "{stdout}");
+    eventually("containix state to be released", async || {
+        containix_leftovers(&node).is_empty()
+    })
+    .await;
+    stop_cleanly(node).await;
+}
