@@ -1,16 +1,28 @@
 //! `containix-example`: the README's main-job command.
 //!
-//! Stands up the test node (nix-daemon, a private containerd with CRI, runc), builds the example
-//! flake in `examples/hello` offline, and runs its program in a pod whose container image is
-//! containix's empty image and whose only content is the example's closure, bound read-only at
-//! its own store paths. Prints the program's output and tears the node down, leaving nothing.
+//! Stands up the test node (nix-daemon, a private containerd with CRI, runc, and the containix
+//! shim as the `containix` runtime handler), builds the example flake in `examples/hello`
+//! offline, and runs it the way a kubelet would run this pod:
+//!
+//! ```yaml
+//! metadata:
+//!   annotations:
+//!     containix.dev/flake: "path:/nix/store/...-source#packages.<system>.default"
+//! spec:
+//!   runtimeClassName: containix
+//!   containers:
+//!   - name: hello
+//!     image: "containix/empty:<version>"
+//! ```
+//!
+//! The shim resolves the flake, bind-mounts its closure read-only and runs its main program.
+//! Prints the program's output and tears the node down, leaving nothing behind.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use containix_core::oci_image::EMPTY_IMAGE_NAME;
-use containix_testkit::containerd::{Containerd, ContainerdOptions};
+use containix_testkit::containerd::{CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions};
 use containix_testkit::cri::{ContainerLog, ContainerSpec, PodSandboxSpec};
 use containix_testkit::fixtures::{self, Built};
 use containix_testkit::nix_daemon::NixDaemon;
@@ -44,9 +56,6 @@ async fn run() -> Result<ExitCode, BoxError> {
     );
 
     let built = fixtures::example_hello()?;
-    let program = built
-        .main_program_path()
-        .ok_or("the example declares no meta.mainProgram")?;
     eprintln!(
         "example: {} with a closure of {} store paths:",
         built.out_path.display(),
@@ -56,12 +65,25 @@ async fn run() -> Result<ExitCode, BoxError> {
         eprintln!("  {}", path.display());
     }
 
-    let node = Containerd::start(ContainerdOptions::default()).await?;
+    let options = ContainerdOptions {
+        // The example is a local flake (a `path:` ref to its store copy); a real node's policy
+        // allows only remote refs by default.
+        containix_policy: "allowed-flake-prefixes = [\"path:/nix/store/\"]\nrealise = \"build\"\n"
+            .into(),
+        ..ContainerdOptions::default()
+    };
+    if options.shim_binary.is_none() {
+        return Err(
+            "containerd-shim-containix-v1 is not built: run `cargo build --workspace --bins`"
+                .into(),
+        );
+    }
+    let node = Containerd::start(options).await?;
     eprintln!(
         "containerd: private instance on {}",
         node.socket().display()
     );
-    let outcome = run_pod(&node, &built, &program).await;
+    let outcome = run_pod(&node, &built).await;
     let report = node.stop().await?;
     eprintln!(
         "containerd: stopped; {}",
@@ -92,23 +114,21 @@ async fn run() -> Result<ExitCode, BoxError> {
     })
 }
 
-/// Runs the example's program in a pod from the empty image with the closure bound read-only.
-async fn run_pod(
-    node: &Containerd,
-    built: &Built,
-    program: &Path,
-) -> Result<(i32, ContainerLog), BoxError> {
+/// Runs the example as a containix pod: the flake annotation, the `containix` runtime
+/// handler, and a container that names only the empty image.
+async fn run_pod(node: &Containerd, built: &Built) -> Result<(i32, ContainerLog), BoxError> {
     let cri = node.cri();
     let log_dir = node.create_pod_log_dir("containix-example")?;
+    let flake = built.flake_ref();
+    eprintln!("pod: containix.dev/flake = {flake}");
     let pod_config = PodSandboxSpec::new("containix-example")
         .log_directory(&log_dir)
+        .annotation("containix.dev/flake", &flake)
         .build();
-    let pod = cri.run_pod_sandbox(&pod_config, "").await?;
-    let mut container = ContainerSpec::new("hello", EMPTY_IMAGE_NAME)
-        .command([program.to_string_lossy().into_owned()]);
-    for path in &built.closure {
-        container = container.mount(path, &path.to_string_lossy(), true);
-    }
+    let pod = cri
+        .run_pod_sandbox(&pod_config, CONTAINIX_RUNTIME_HANDLER)
+        .await?;
+    let container = ContainerSpec::new("hello", EMPTY_IMAGE_NAME);
     let id = cri
         .create_container(&pod, &container.build(), &pod_config)
         .await?;
