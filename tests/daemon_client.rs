@@ -2,7 +2,8 @@
 //! 1.34): handshake, queries, roots, errors, and closure resolution compared with `nix-store`
 //! and `nix path-info`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use containix_tests::assert_closure_matches_nix_path_info;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,7 +11,6 @@ use containix_core::closure_query::{ClosureQueryError, query_closure};
 use containix_core::daemon::{
     BuildMode, BuildStatus, DaemonClient, DaemonError, DaemonOptions, DerivedPath, ProtocolVersion,
 };
-use containix_core::nix32;
 use containix_core::store_path::StorePath;
 
 /// The socket of the daemon under test.
@@ -62,38 +62,6 @@ fn make_closure() -> StorePath {
     StorePath::parse(out.trim().trim_matches('"')).unwrap()
 }
 
-/// A NAR hash as `nix path-info --json` prints it (SRI `sha256-<base64>`, or `sha256:<nix32>`
-/// or `sha256:<hex>`), as lowercase hex.
-fn nar_hash_hex(text: &str) -> String {
-    let bytes = if let Some(b64) = text.strip_prefix("sha256-") {
-        base64_decode(b64)
-    } else {
-        let digest = text.strip_prefix("sha256:").expect("a sha256 hash");
-        if digest.len() == 64 {
-            return digest.to_owned();
-        }
-        nix32::decode(digest, 32).unwrap()
-    };
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let value = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
-        bits = bits << 6 | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
-}
-
 /// A well-formed path that is not in the store.
 fn absent_path() -> StorePath {
     StorePath::parse("/nix/store/00000000000000000000000000000000-containix-absent").unwrap()
@@ -126,47 +94,7 @@ async fn closure_matches_nix_store_and_path_info() {
     assert_eq!(got, expected);
     assert_eq!(closure.len(), 3);
 
-    let json = run(
-        "nix",
-        &[
-            "--extra-experimental-features",
-            "nix-command",
-            "path-info",
-            "--json",
-            "-r",
-            root.as_str(),
-        ],
-    );
-    let infos: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
-    let by_path: BTreeMap<&str, &serde_json::Value> = infos
-        .iter()
-        .map(|info| (info["path"].as_str().unwrap(), info))
-        .collect();
-    assert_eq!(by_path.len(), closure.len());
-    for info in closure.infos() {
-        let nix = by_path[info.path.as_str()];
-        assert_eq!(
-            info.nar_size,
-            nix["narSize"].as_u64().unwrap(),
-            "{}",
-            info.path
-        );
-        assert_eq!(
-            info.nar_hash,
-            nar_hash_hex(nix["narHash"].as_str().unwrap()),
-            "{}",
-            info.path
-        );
-        let references: BTreeSet<&str> = nix["references"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_str().unwrap())
-            .collect();
-        let ours: BTreeSet<&str> = info.references.iter().map(StorePath::as_str).collect();
-        assert_eq!(ours, references, "{}", info.path);
-        assert_eq!(info.content_address.as_deref(), nix["ca"].as_str());
-    }
+    assert_closure_matches_nix_path_info(&closure);
     assert!(!client.is_broken());
 }
 

@@ -5,7 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use containix_core::closure::Closure;
+use containix_core::store_path::StorePath;
 use containix_testkit::containerd::{Containerd, instance_processes, mounts_under};
+use containix_testkit::nix_cli::NixCommand;
 
 /// Hang guard for things that should happen promptly; not a performance assertion.
 pub const LIMIT: Duration = Duration::from_secs(60);
@@ -47,4 +52,70 @@ pub async fn stop_cleanly(node: Containerd) {
     assert!(report.is_clean(), "containerd needed forcing: {report:?}");
     assert_eq!(mounts_under(&dir), Vec::<PathBuf>::new());
     assert_eq!(instance_processes(&dir), vec![]);
+}
+
+/// Checks every member of `closure` against `nix path-info --json -r` of its roots: the same
+/// members, NAR sizes, NAR hashes, references and content addresses.
+pub fn assert_closure_matches_nix_path_info(closure: &Closure) {
+    let json = NixCommand::nix()
+        .args(["path-info", "--json", "-r"])
+        .args(closure.roots().iter().map(StorePath::as_str))
+        .run()
+        .unwrap();
+    let infos: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let by_path: BTreeMap<&str, &serde_json::Value> = infos
+        .iter()
+        .map(|info| (info["path"].as_str().unwrap(), info))
+        .collect();
+    assert_eq!(by_path.len(), closure.len());
+    for info in closure.infos() {
+        let nix = by_path[info.path.as_str()];
+        let path = &info.path;
+        assert_eq!(info.nar_size, nix["narSize"].as_u64().unwrap(), "{path}");
+        let hash = nar_hash_hex(nix["narHash"].as_str().unwrap());
+        assert_eq!(info.nar_hash, hash, "{path}");
+        let references: BTreeSet<&str> = nix["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        let ours: BTreeSet<&str> = info.references.iter().map(StorePath::as_str).collect();
+        assert_eq!(ours, references, "{path}");
+        assert_eq!(
+            info.content_address.as_deref(),
+            nix["ca"].as_str(),
+            "{path}"
+        );
+    }
+}
+
+/// A NAR hash as `nix path-info --json` prints it (Nix 2.8: SRI `sha256-<base64>`; newer:
+/// `sha256:<nix32>` or hex) as the 64 hex digits the daemon protocol carries.
+pub fn nar_hash_hex(text: &str) -> String {
+    let bytes = if let Some(b64) = text.strip_prefix("sha256-") {
+        base64_decode(b64)
+    } else {
+        let digest = text.strip_prefix("sha256:").expect("a sha256 hash");
+        if digest.len() == 64 {
+            return digest.to_owned();
+        }
+        containix_core::nix32::decode(digest, 32).unwrap()
+    };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut bits, mut count, mut out) = (0u32, 0, Vec::new());
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let value = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
+        bits = bits << 6 | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
 }

@@ -2,7 +2,8 @@
 //! substitution from a signed local HTTP cache, the node policy, the deadline, and one evaluation
 //! for many concurrent resolutions of a locked ref.
 
-use std::collections::{BTreeMap, BTreeSet};
+use containix_tests::assert_closure_matches_nix_path_info;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -112,35 +113,6 @@ fn locked_ref(built: &Built) -> String {
     )
 }
 
-/// A NAR hash as `nix path-info --json` prints it (SRI, or `sha256:` nix32/hex), as hex.
-fn nar_hash_hex(text: &str) -> String {
-    let bytes = if let Some(b64) = text.strip_prefix("sha256-") {
-        base64_decode(b64)
-    } else {
-        let digest = text.strip_prefix("sha256:").expect("a sha256 hash");
-        if digest.len() == 64 {
-            return digest.to_owned();
-        }
-        containix_core::nix32::decode(digest, 32).unwrap()
-    };
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut bits, mut count, mut out) = (0u32, 0, Vec::new());
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let value = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
-        bits = bits << 6 | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
-}
-
 /// Builds an isolated fixture, pushes its closure to a fresh signed cache, and deletes from the
 /// store what `delete` selects of what the build created.
 fn pushed_and_deleted(delete: impl Fn(&Path) -> bool) -> (Built, BinaryCache) {
@@ -199,32 +171,7 @@ async fn flake_closure_equals_nix_store_and_path_info() {
         .collect();
     assert_eq!(ours, built.closure);
 
-    let json = NixCommand::nix()
-        .args(["path-info", "--json", "-r"])
-        .arg(&built.out_path)
-        .run()
-        .unwrap();
-    let infos: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
-    let by_path: BTreeMap<&str, &serde_json::Value> = infos
-        .iter()
-        .map(|info| (info["path"].as_str().unwrap(), info))
-        .collect();
-    assert_eq!(by_path.len(), resolved.closure.len());
-    for info in resolved.closure.infos() {
-        let nix = by_path[info.path.as_str()];
-        assert_eq!(
-            info.nar_size,
-            nix["narSize"].as_u64().unwrap(),
-            "{}",
-            info.path
-        );
-        assert_eq!(
-            info.nar_hash,
-            nar_hash_hex(nix["narHash"].as_str().unwrap()),
-            "{}",
-            info.path
-        );
-    }
+    assert_closure_matches_nix_path_info(&resolved.closure);
     // An unlocked ref is evaluated every time and never cached.
     assert_eq!(node.nix_runs(), 1);
 }
