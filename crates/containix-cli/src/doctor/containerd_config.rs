@@ -76,7 +76,10 @@ impl fmt::Display for ConfigProblem {
                     f,
                     "[{table}] has runtime_type = \"{found}\", expected \"{RUNTIME_TYPE}\""
                 ),
-                None => write!(f, "[{table}] has no runtime_type, expected \"{RUNTIME_TYPE}\""),
+                None => write!(
+                    f,
+                    "[{table}] has no runtime_type, expected \"{RUNTIME_TYPE}\""
+                ),
             },
             Self::PodAnnotationsMissing { table, found } => write!(
                 f,
@@ -124,10 +127,7 @@ pub fn check(text: &str) -> Result<ContainerdConfig, ConfigProblem> {
     let root: Table = text
         .parse()
         .map_err(|err: toml::de::Error| ConfigProblem::Syntax(err.to_string().trim().to_owned()))?;
-    let version = root
-        .get("version")
-        .and_then(Value::as_integer)
-        .unwrap_or(1);
+    let version = root.get("version").and_then(Value::as_integer).unwrap_or(1);
     let plugin = cri_runtime_plugin(version).ok_or(ConfigProblem::UnsupportedVersion(version))?;
     let table = format!("plugins.\"{plugin}\".containerd.runtimes.{HANDLER}");
     let cri = lookup(&root, &["plugins", plugin]);
@@ -227,7 +227,11 @@ version = 3
     fn version_3_with_the_handler_passes() {
         let config = check(V3).unwrap();
         assert_eq!(config.version, 3);
-        assert!(config.handler_table.contains("io.containerd.cri.v1.runtime"));
+        assert!(
+            config
+                .handler_table
+                .contains("io.containerd.cri.v1.runtime")
+        );
         assert_eq!(config.restrict_oom_score_adj, None);
         assert_eq!(config.grpc_address, None);
     }
@@ -251,9 +255,16 @@ version = 2
 "#;
         let problem = check(text).unwrap_err();
         assert!(matches!(problem, ConfigProblem::HandlerMissing { .. }));
-        assert!(problem.to_string().contains("no `containix` runtime handler"));
+        assert!(
+            problem
+                .to_string()
+                .contains("no `containix` runtime handler")
+        );
         let fix = problem.fix();
-        assert!(fix.contains("runtime_type = \"io.containerd.containix.v1\""), "{fix}");
+        assert!(
+            fix.contains("runtime_type = \"io.containerd.containix.v1\""),
+            "{fix}"
+        );
         assert!(fix.contains("containix.dev/*"), "{fix}");
     }
 
@@ -266,10 +277,20 @@ version = 2
             }
             other => panic!("{other:?}"),
         }
-        let none = V2.replace("pod_annotations = [\"example.com/*\", \"containix.dev/*\"]", "");
+        let none = V2.replace(
+            "pod_annotations = [\"example.com/*\", \"containix.dev/*\"]",
+            "",
+        );
         let problem = check(&none).unwrap_err();
-        assert!(matches!(problem, ConfigProblem::PodAnnotationsMissing { .. }));
-        assert!(problem.fix().contains("add \"containix.dev/*\" to pod_annotations"));
+        assert!(matches!(
+            problem,
+            ConfigProblem::PodAnnotationsMissing { .. }
+        ));
+        assert!(
+            problem
+                .fix()
+                .contains("add \"containix.dev/*\" to pod_annotations")
+        );
     }
 
     #[test]
@@ -282,12 +303,15 @@ version = 2
         assert_eq!(
             problem,
             ConfigProblem::WrongRuntimeType {
-                table: "plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.containix"
-                    .into(),
+                table: "plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.containix".into(),
                 found: Some("io.containerd.runc.v2".into()),
             }
         );
-        assert!(problem.to_string().contains("expected \"io.containerd.containix.v1\""));
+        assert!(
+            problem
+                .to_string()
+                .contains("expected \"io.containerd.containix.v1\"")
+        );
         let absent = V2.replace("runtime_type = \"io.containerd.containix.v1\"", "");
         assert!(matches!(
             check(&absent).unwrap_err(),

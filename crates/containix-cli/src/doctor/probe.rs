@@ -110,8 +110,7 @@ fn nix_settings(nix: &Path) -> Result<NixSettings, String> {
     let feature = ["--extra-experimental-features", "nix-command"];
     let first = output(nix, feature.iter().chain(&["show-config", "--json"]));
     let text = first.or_else(|first_err| {
-        output(nix, feature.iter().chain(&["config", "show", "--json"]))
-            .map_err(|_| first_err)
+        output(nix, feature.iter().chain(&["config", "show", "--json"])).map_err(|_| first_err)
     })?;
     tool_output::nix_settings(&text)
 }
@@ -166,7 +165,7 @@ fn free_space(name: &'static str, dir: &Path) -> FreeSpace {
         .unwrap_or(Path::new("/"))
         .to_owned();
     let available = nix::sys::statvfs::statvfs(&path)
-        .map(|stat| stat.blocks_available() as u64 * stat.fragment_size() as u64)
+        .map(|stat| stat.blocks_available().saturating_mul(stat.fragment_size()))
         .map_err(|err| format!("statvfs: {err}"));
     FreeSpace {
         name,

@@ -20,7 +20,9 @@ pub fn containerd_version(output: &str) -> String {
 /// The version in `runc --version` output (`runc version 1.1.5+ds1` on the first line).
 pub fn runc_version(output: &str) -> String {
     let line = output.lines().next().unwrap_or("").trim();
-    line.strip_prefix("runc version ").unwrap_or(line).to_owned()
+    line.strip_prefix("runc version ")
+        .unwrap_or(line)
+        .to_owned()
 }
 
 /// The version in the shim's `-v` output (`containerd-shim-containix-v1 0.1.0`): its last word.

@@ -13,7 +13,9 @@ pub const LOW_SPACE_BYTES: u64 = 1 << 30;
 /// Every check's result, in the order they are printed.
 pub fn evaluate(facts: &Facts) -> Vec<CheckResult> {
     let (config_path, config_text) = &facts.containerd_config;
-    let config = config_text.as_ref().map(|text| containerd_config::check(text));
+    let config = config_text
+        .as_ref()
+        .map(|text| containerd_config::check(text));
     let config_check = match &config {
         Err(err) => CheckResult::fail(
             "containerd config",
@@ -123,7 +125,11 @@ fn substituters(settings: &Result<NixSettings, String>) -> CheckResult {
                 "{} ({} trusted key{})",
                 settings.substituters.join(" "),
                 settings.trusted_public_keys.len(),
-                if settings.trusted_public_keys.len() == 1 { "" } else { "s" }
+                if settings.trusted_public_keys.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
             ),
         ),
     }
@@ -143,7 +149,9 @@ fn containerd(version: &Result<String, String>) -> CheckResult {
     }
 }
 
-fn containerd_socket((socket, connected): &(std::path::PathBuf, Result<(), String>)) -> CheckResult {
+fn containerd_socket(
+    (socket, connected): &(std::path::PathBuf, Result<(), String>),
+) -> CheckResult {
     match connected {
         Ok(()) => CheckResult::pass("containerd socket", format!("{} accepts", socket.display())),
         Err(err) => CheckResult::fail(
@@ -156,9 +164,10 @@ fn containerd_socket((socket, connected): &(std::path::PathBuf, Result<(), Strin
 
 fn runc(version: &Result<String, String>) -> CheckResult {
     match version {
-        Ok(output) => {
-            CheckResult::pass("runc", format!("version {}", tool_output::runc_version(output)))
-        }
+        Ok(output) => CheckResult::pass(
+            "runc",
+            format!("version {}", tool_output::runc_version(output)),
+        ),
         Err(err) => CheckResult::fail(
             "runc",
             format!("`runc --version`: {err}"),
@@ -176,23 +185,24 @@ fn shim(facts: &ShimFacts) -> CheckResult {
             format!("{binary} is not on PATH ({path_var})"),
             format!("install {binary} into a directory on containerd's PATH, e.g. /usr/local/bin"),
         ),
-        ShimFacts::Found { binary: path, version } => {
-            match version.as_ref().map(|out| tool_output::shim_version(out)) {
-                Ok(Some(version)) => {
-                    CheckResult::pass(NAME, format!("{} version {version}", path.display()))
-                }
-                Ok(None) => CheckResult::fail(
-                    NAME,
-                    format!("{}: `-v` printed nothing", path.display()),
-                    format!("reinstall {binary} from this containix release"),
-                ),
-                Err(err) => CheckResult::fail(
-                    NAME,
-                    format!("{}: `-v` failed: {err}", path.display()),
-                    format!("reinstall {binary} from this containix release"),
-                ),
+        ShimFacts::Found {
+            binary: path,
+            version,
+        } => match version.as_ref().map(|out| tool_output::shim_version(out)) {
+            Ok(Some(version)) => {
+                CheckResult::pass(NAME, format!("{} version {version}", path.display()))
             }
-        }
+            Ok(None) => CheckResult::fail(
+                NAME,
+                format!("{}: `-v` printed nothing", path.display()),
+                format!("reinstall {binary} from this containix release"),
+            ),
+            Err(err) => CheckResult::fail(
+                NAME,
+                format!("{}: `-v` failed: {err}", path.display()),
+                format!("reinstall {binary} from this containix release"),
+            ),
+        },
     }
 }
 
@@ -284,4 +294,187 @@ fn human(bytes: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::check::{Status, blocks_pods};
+    use super::super::facts::DaemonSummary;
+    use super::*;
+
+    const GOOD_CONFIG: &str = r#"
+version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.containix]
+    runtime_type = "io.containerd.containix.v1"
+    pod_annotations = ["containix.dev/*"]
+"#;
+
+    /// A node where everything is in order.
+    fn healthy() -> Facts {
+        Facts {
+            daemon: DaemonFacts {
+                socket: PathBuf::from("/nix/var/nix/daemon-socket/socket"),
+                handshake: Ok(DaemonSummary {
+                    daemon_protocol: "1.34".into(),
+                    protocol: "1.34".into(),
+                    nix_version: Some("2.8.0".into()),
+                    trust: TrustStatus::Trusted,
+                }),
+            },
+            nix_settings: Ok(NixSettings {
+                substituters: vec!["https://cache.example".into()],
+                trusted_public_keys: vec!["cache.example-1:AAAA".into()],
+            }),
+            containerd_version: Ok(
+                "containerd github.com/containerd/containerd 1.6.20~ds1 x\n".into()
+            ),
+            containerd_config: (
+                PathBuf::from("/etc/containerd/config.toml"),
+                Ok(GOOD_CONFIG.into()),
+            ),
+            containerd_socket: (PathBuf::from("/run/containerd/containerd.sock"), Ok(())),
+            runc_version: Ok("runc version 1.1.5\n".into()),
+            shim: ShimFacts::Found {
+                binary: PathBuf::from("/usr/local/bin/containerd-shim-containix-v1"),
+                version: Ok("containerd-shim-containix-v1 0.1.0\n".into()),
+            },
+            cgroup_v2: true,
+            policy: Ok(PolicyFacts {
+                source: None,
+                state_dir: PathBuf::from("/var/lib/containix"),
+            }),
+            free_space: vec![FreeSpace {
+                name: "store space",
+                path: PathBuf::from("/nix/store"),
+                available: Ok(10 << 30),
+            }],
+            can_lower_oom_score_adj: Ok(false),
+        }
+    }
+
+    fn find<'a>(results: &'a [CheckResult], name: &str) -> &'a CheckResult {
+        results.iter().find(|r| r.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_healthy_node_passes_every_check() {
+        let results = evaluate(&healthy());
+        for result in &results {
+            assert_eq!(result.status, Status::Pass, "{result:?}");
+            assert_eq!(result.fix, None);
+        }
+        assert!(!blocks_pods(&results));
+        assert!(find(&results, "shim").detail.contains("version 0.1.0"));
+        assert!(find(&results, "nix-daemon").detail.contains("Nix 2.8.0"));
+    }
+
+    #[test]
+    fn warnings_do_not_block_pods() {
+        let mut facts = healthy();
+        facts.nix_settings = Ok(NixSettings::default());
+        facts.cgroup_v2 = false;
+        facts.free_space[0].available = Ok(100 << 20);
+        facts.daemon.handshake.as_mut().unwrap().trust = TrustStatus::NotTrusted;
+        let results = evaluate(&facts);
+        for name in ["substituters", "cgroups", "store space", "nix trust"] {
+            let result = find(&results, name);
+            assert_eq!(result.status, Status::Warn, "{result:?}");
+            assert!(result.fix.is_some());
+        }
+        assert!(find(&results, "store space").detail.contains("100.0 MiB"));
+        assert!(!blocks_pods(&results));
+    }
+
+    #[test]
+    fn an_unreachable_daemon_fails_with_a_fix() {
+        let mut facts = healthy();
+        facts.daemon.handshake = Err("connection refused".into());
+        let results = evaluate(&facts);
+        let daemon = find(&results, "nix-daemon");
+        assert_eq!(daemon.status, Status::Fail);
+        assert!(daemon.detail.contains("connection refused"));
+        assert!(
+            daemon
+                .fix
+                .as_ref()
+                .unwrap()
+                .contains("NIX_DAEMON_SOCKET_PATH")
+        );
+        assert!(results.iter().all(|r| r.name != "nix trust"));
+        assert!(blocks_pods(&results));
+    }
+
+    #[test]
+    fn a_config_without_the_handler_fails_naming_the_table() {
+        let mut facts = healthy();
+        facts.containerd_config.1 = Ok("version = 2\n".into());
+        let results = evaluate(&facts);
+        let config = find(&results, "containerd config");
+        assert_eq!(config.status, Status::Fail);
+        assert!(config.detail.contains("no `containix` runtime handler"));
+        assert!(
+            config
+                .fix
+                .as_ref()
+                .unwrap()
+                .contains("io.containerd.containix.v1")
+        );
+        // Without a readable config the oom hint cannot see restrict_oom_score_adj.
+        assert_eq!(find(&results, "oom_score_adj").status, Status::Warn);
+        assert!(blocks_pods(&results));
+    }
+
+    #[test]
+    fn missing_tools_fail() {
+        let mut facts = healthy();
+        facts.containerd_version = Err("cannot run containerd: not found".into());
+        facts.runc_version = Err("cannot run runc: not found".into());
+        facts.shim = ShimFacts::NotFound {
+            path_var: "/usr/bin".into(),
+        };
+        facts.containerd_socket.1 = Err("connection refused".into());
+        facts.policy = Err("node policy /etc/containix/config.toml: unknown field `x`".into());
+        let results = evaluate(&facts);
+        for name in [
+            "containerd",
+            "runc",
+            "shim",
+            "containerd socket",
+            "node policy",
+        ] {
+            assert_eq!(find(&results, name).status, Status::Fail, "{name}");
+        }
+        assert!(find(&results, "node policy").detail.contains("config.toml"));
+    }
+
+    #[test]
+    fn oom_hint_depends_on_the_host_and_the_cri_config() {
+        let mut facts = healthy();
+        let config = GOOD_CONFIG.replace("restrict_oom_score_adj = true", "");
+        facts.containerd_config.1 = Ok(config);
+        let results = evaluate(&facts);
+        let hint = find(&results, "oom_score_adj");
+        assert_eq!(hint.status, Status::Warn);
+        assert!(
+            hint.fix
+                .as_ref()
+                .unwrap()
+                .contains("restrict_oom_score_adj = true")
+        );
+        facts.can_lower_oom_score_adj = Ok(true);
+        assert_eq!(
+            find(&evaluate(&facts), "oom_score_adj").status,
+            Status::Pass
+        );
+    }
+
+    #[test]
+    fn human_sizes_use_binary_units() {
+        assert_eq!(human(512), "512.0 B");
+        assert_eq!(human(3 << 30), "3.0 GiB");
+    }
 }
