@@ -3,6 +3,7 @@
 mod assembly;
 mod base_spec;
 mod commands;
+mod doctor;
 mod progress;
 mod resolution;
 mod source;
@@ -25,7 +26,7 @@ Exit status:
     version = containix_core::VERSION,
     after_help = format!("Example:\n  containix run path:./examples/hello\n\n{EXIT_CODES}"),
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +39,8 @@ enum Command {
     Run(commands::run::Args),
     Spec(commands::spec::Args),
     Image(commands::image::Args),
+    Doctor(commands::doctor::Args),
+    Completions(commands::completions::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,8 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Spec(args) => commands::spec::run(args),
         Command::Image(args) => commands::image::run(args),
+        Command::Doctor(args) => commands::doctor::run(args),
+        Command::Completions(args) => commands::completions::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,8 @@
 //! One module per `containix` command.
 
 pub mod assemble;
+pub mod completions;
+pub mod doctor;
 pub mod image;
 pub mod resolve;
 pub mod run;
