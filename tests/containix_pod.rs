@@ -88,6 +88,9 @@ impl Pod {
     async fn remove(self) {
         for container in self.cri.list_containers(Some(&self.id)).await.unwrap() {
             self.cri.stop_container(&container.id, 0).await.unwrap();
+            // StopContainer can return before the exit is recorded; RemoveContainer refuses a
+            // running container.
+            self.cri.wait_for_exit(&container.id, LIMIT).await.unwrap();
             self.cri.remove_container(&container.id).await.unwrap();
         }
         self.cri.stop_pod_sandbox(&self.id).await.unwrap();

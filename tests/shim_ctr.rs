@@ -310,6 +310,9 @@ async fn cri_pod_with_the_containix_handler_runs_execs_and_cleans_up() {
 
     for id in [&hello_id, &fails_id, &sleeper_id] {
         cri.stop_container(id, 0).await.unwrap();
+        // StopContainer can return before the exit is recorded; RemoveContainer refuses a
+        // running container.
+        cri.wait_for_exit(id, LIMIT).await.unwrap();
         cri.remove_container(id).await.unwrap();
     }
     cri.stop_pod_sandbox(&pod).await.unwrap();
