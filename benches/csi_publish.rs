@@ -2,7 +2,7 @@
 //! copying it as hard links (what nix-csi does).
 //!
 //! A synthetic graph of 2,500 store paths (see `containix_testkit::synthetic_store`) is imported
-//! into the real store once and deleted at the end. The plugin's publishing code runs in process:
+//! into the real store once, held by a GC root for the run and deleted at the end. The plugin's publishing code runs in process:
 //! a `containix_csi::publish::Publisher` with the real `Resolver` (against the test node's
 //! nix-daemon) and `SyscallMounter`, exactly what `containix-csi` serves behind gRPC, without the
 //! gRPC round trip (well under a millisecond over a Unix socket). Routines:
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use containix_benches::{Samples, Summary, format_duration};
 use containix_core::closure_mount::SyscallMounter;
+use containix_core::gc_roots::GcRoots;
 use containix_core::policy::NodePolicy;
 use containix_core::resolver::Resolver;
 use containix_core::volume_attributes::{STORE_PATHS, VolumeAttributes};
@@ -55,12 +56,23 @@ const HARDLINK_COPY: &str = "csi/hardlink copy";
 const REMOVE_COPY: &str = "csi/remove copy";
 const CP_AL: &str = "csi/cp -al";
 
-/// Deletes the imported graph when the bench ends, also when it panics.
-struct ImportedGraph(SyntheticGraph);
+/// The GC root consumer that keeps the graph alive while the bench runs.
+const PIN_CONSUMER: &str = "csi-bench-graph";
 
-impl Drop for ImportedGraph {
+/// The imported graph, rooted for the run (other jobs on the node may collect garbage), then
+/// released and deleted when the bench ends, also when it panics.
+struct PinnedGraph {
+    graph: SyntheticGraph,
+    roots: GcRoots,
+    _roots_dir: tempfile::TempDir,
+}
+
+impl Drop for PinnedGraph {
     fn drop(&mut self) {
-        if let Err(err) = self.0.delete_from_store() {
+        if let Err(err) = self.roots.release(PIN_CONSUMER) {
+            eprintln!("could not release the synthetic graph's GC root: {err}");
+        }
+        if let Err(err) = self.graph.delete_from_store() {
             eprintln!("could not delete the synthetic graph from the store: {err}");
         }
     }
@@ -105,10 +117,15 @@ fn main() {
     let daemon = NixDaemon::start_or_reuse().expect("the test node's nix-daemon");
     let graph = SyntheticGraph::plan(GRAPH_PATHS, GRAPH_SEED).expect("planning the graph");
     graph.import().expect("importing the synthetic graph");
-    let graph = ImportedGraph(graph);
-    let store_paths: Vec<PathBuf> = graph.0.paths.iter().map(|p| p.path.clone()).collect();
+    let roots_dir = tempfile::tempdir().expect("a temporary directory");
+    let graph = PinnedGraph {
+        graph,
+        roots: GcRoots::new(roots_dir.path()),
+        _roots_dir: roots_dir,
+    };
+    let store_paths: Vec<PathBuf> = graph.graph.paths.iter().map(|p| p.path.clone()).collect();
     let root = graph
-        .0
+        .graph
         .root()
         .to_str()
         .expect("UTF-8 store path")
@@ -147,6 +164,13 @@ fn main() {
     let request = VolumeAttributes::parse(&attributes)
         .expect("valid attributes")
         .request;
+    let pin = runtime
+        .block_on(resolver.resolve(&request))
+        .expect("resolving the root");
+    assert_eq!(pin.resolved().closure.len(), GRAPH_PATHS);
+    runtime
+        .block_on(pin.hold(&graph.roots, PIN_CONSUMER))
+        .expect("rooting the synthetic graph");
     let mut serial = 0_u64;
     let mut fresh = |what: &str| {
         serial += 1;
@@ -178,11 +202,6 @@ fn main() {
         .expect("unpublish");
     assert!(mounts_under(&check_target).is_empty());
     assert!(!check_target.exists());
-    let resolved = runtime
-        .block_on(resolver.resolve(&request))
-        .expect("resolving the root");
-    assert_eq!(resolved.resolved().closure.len(), GRAPH_PATHS);
-    drop(resolved);
 
     let samples = Samples::new();
     let mut group = criterion.benchmark_group("csi");
