@@ -4,9 +4,10 @@
 //! containers. Needs root and runc, and the `containix` binary built (`$CONTAINIX_BIN` overrides
 //! where it is looked up).
 
+use containix_tests::containix_bin;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -14,20 +15,6 @@ use containix_testkit::containerd::mounts_under;
 use containix_testkit::fixtures::{self, Built, EXIT_CODE_FIXTURE_STATUS, Fixture};
 use containix_testkit::nix_cli::NixCommand;
 use serde_json::Value;
-
-/// Finds the built `containix` next to this test executable's target dir.
-fn containix_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("CONTAINIX_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("containix"))
-        .find(|candidate| candidate.is_file())
-        .expect("the containix binary is built (cargo build -p containix-cli)")
-}
 
 /// Runs `containix` with its temporary files in `tmp`, so tests can check it cleaned up.
 fn containix(tmp: &Path, args: &[&str]) -> Output {

@@ -3,27 +3,14 @@
 //! `cargo build -p containix-cli -p containix-shim` first; `$CONTAINIX_BIN` overrides where the
 //! CLI is looked up (and `$CONTAINIX_SHIM_BIN` the shim).
 
+use containix_tests::containix_bin;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use containix_testkit::containerd::{Containerd, ContainerdOptions};
 use containix_testkit::nix_daemon::NixDaemon;
 use serde_json::Value;
-
-/// Finds the built `containix` next to this test executable's target dir.
-fn containix_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("CONTAINIX_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("containix"))
-        .find(|candidate| candidate.is_file())
-        .expect("the containix binary is built (cargo build -p containix-cli)")
-}
 
 /// Runs `containix doctor --json` against `config`, with `shim_dir` first on PATH and the
 /// daemon at `daemon_socket`.

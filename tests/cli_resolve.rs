@@ -2,26 +2,13 @@
 //! image, and every command's help. Run `cargo build -p containix-cli` (or a workspace build)
 //! first; `$CONTAINIX_BIN` overrides where the binary is looked up.
 
+use containix_tests::containix_bin;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use containix_testkit::fixtures::{self, Built};
 use serde_json::Value;
-
-/// Finds the built `containix` next to this test executable's target dir.
-fn containix_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("CONTAINIX_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("containix"))
-        .find(|candidate| candidate.is_file())
-        .expect("the containix binary is built (cargo build -p containix-cli)")
-}
 
 fn containix(args: &[&str]) -> Output {
     containix_in(Path::new("/"), args)

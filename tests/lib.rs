@@ -12,6 +12,21 @@ use containix_core::store_path::StorePath;
 use containix_testkit::containerd::{Containerd, instance_processes, mounts_under};
 use containix_testkit::nix_cli::NixCommand;
 
+/// The built `containix` CLI: `$CONTAINIX_BIN`, else the binary in this test executable's
+/// target dir (`cargo build --workspace --bins` puts it there).
+pub fn containix_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("CONTAINIX_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("containix"))
+        .find(|candidate| candidate.is_file())
+        .expect("the containix binary is built (cargo build -p containix-cli)")
+}
+
 /// Hang guard for things that should happen promptly; not a performance assertion.
 pub const LIMIT: Duration = Duration::from_secs(60);
 

@@ -379,48 +379,26 @@ struct ReaperAwareExecutor;
 
 #[async_trait]
 impl runc::Spawner for ReaperAwareExecutor {
-    async fn execute(
-        &self,
-        mut cmd: runc::Command,
-    ) -> runc::Result<(ExitStatus, u32, String, String)> {
-        let mut exits = monitor_subscribe(Topic::Pid)
+    async fn execute(&self, cmd: runc::Command) -> runc::Result<(ExitStatus, u32, String, String)> {
+        let pid = Arc::new(AtomicU32::new(0));
+        let output = ReaperAwareRunner
+            .output(cmd, pid.clone())
             .await
-            .map_err(|e| runc::error::Error::Other(Box::new(e)))?;
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                monitor_unsubscribe(exits.id).await.unwrap_or_default();
-                return Err(runc::error::Error::ProcessSpawnFailed(e));
-            }
-        };
-        let pid = child.id().unwrap_or_default();
-        let wait_exit = async {
-            while let Some(event) = exits.rx.recv().await {
-                if matches!(event.subject, Subject::Pid(p) if p as u32 == pid) {
-                    return event.exit_code;
-                }
-            }
-            -1
-        };
-        let (stdout, stderr, code) = tokio::join!(
-            read_all(child.stdout.take()),
-            read_all(child.stderr.take()),
-            wait_exit
-        );
-        monitor_unsubscribe(exits.id).await.unwrap_or_default();
+            .map_err(runc::error::Error::ProcessSpawnFailed)?;
         // The reaper reports `128 + signal` for signalled children; runc is never expected
         // to die by a signal, so any non-zero value is reported as that exit code.
         Ok((
-            ExitStatus::from_raw((code & 0xff) << 8),
-            pid,
-            stdout,
-            stderr,
+            output.status,
+            pid.load(Ordering::SeqCst),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
         ))
     }
 }
 
-/// Runs containix-core's own processes (`nix eval`) without racing the shim's reaper, the same
-/// way [`ReaperAwareExecutor`] runs runc.
+/// Runs a child without racing the shim's reaper: subscribes to the reaper's exit broadcast
+/// before spawning and takes the child's exit status from it. Used for runc (through
+/// [`ReaperAwareExecutor`]) and for containix-core's own processes (`nix eval`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ReaperAwareRunner;
 
@@ -472,10 +450,6 @@ async fn read_bytes(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
         let _ = stream.read_to_end(&mut out).await;
     }
     out
-}
-
-async fn read_all(stream: Option<impl AsyncRead + Unpin>) -> String {
-    String::from_utf8_lossy(&read_bytes(stream).await).into_owned()
 }
 
 #[cfg(test)]
