@@ -628,17 +628,12 @@ mod tests {
     }
 
     fn info(name: &str, refs: &[&str]) -> PathInfo {
-        PathInfo {
-            path: path(name),
-            deriver: None,
-            nar_hash: "0".repeat(64),
-            nar_size: 100,
-            references: refs.iter().map(|r| path(r)).collect(),
-            registration_time: 0,
-            ultimate: false,
-            signatures: vec![],
-            content_address: None,
-        }
+        PathInfo::new(
+            path(name),
+            "0".repeat(64),
+            100,
+            refs.iter().map(|r| path(r)),
+        )
     }
 
     /// app (dir with bin/app) -> lib (dir), data (a file), link (a link to data).

@@ -28,3 +28,26 @@ pub struct PathInfo {
     /// Content address, for content-addressed paths.
     pub content_address: Option<String>,
 }
+
+impl PathInfo {
+    /// Path info with the given NAR facts and references, and no deriver, signatures or content
+    /// address: what a tool that builds closures by hand (or a test) needs.
+    pub fn new(
+        path: StorePath,
+        nar_hash: impl Into<String>,
+        nar_size: u64,
+        references: impl IntoIterator<Item = StorePath>,
+    ) -> Self {
+        Self {
+            path,
+            deriver: None,
+            nar_hash: nar_hash.into(),
+            nar_size,
+            references: references.into_iter().collect(),
+            registration_time: 0,
+            ultimate: false,
+            signatures: Vec::new(),
+            content_address: None,
+        }
+    }
+}

@@ -176,17 +176,12 @@ mod tests {
     }
 
     fn info(hash_char: char, name: &str, refs: &[&StorePath]) -> PathInfo {
-        PathInfo {
-            path: store_path(hash_char, name),
-            deriver: None,
-            nar_hash: format!("{:064x}", u64::from(hash_char)),
-            nar_size: 1000,
-            references: refs.iter().map(|r| (*r).clone()).collect(),
-            registration_time: 0,
-            ultimate: false,
-            signatures: vec![],
-            content_address: None,
-        }
+        PathInfo::new(
+            store_path(hash_char, name),
+            format!("{:064x}", u64::from(hash_char)),
+            1000,
+            refs.iter().map(|r| (*r).clone()),
+        )
     }
 
     fn store_path(hash_char: char, name: &str) -> StorePath {

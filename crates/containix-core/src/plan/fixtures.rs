@@ -1,7 +1,5 @@
 //! Hand-made closures, stores and base specs for the planner's tests.
 
-use std::collections::BTreeSet;
-
 use oci_spec::runtime::{Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder};
 
 use crate::closure::Closure;
@@ -22,20 +20,12 @@ pub fn store_path(name: &str) -> StorePath {
 
 /// Path info of `path` referring to `references`.
 pub fn info(path: &StorePath, references: &[&StorePath]) -> PathInfo {
-    PathInfo {
-        path: path.clone(),
-        deriver: None,
-        nar_hash: "0".repeat(64),
-        nar_size: 1,
-        references: references
-            .iter()
-            .map(|r| (*r).clone())
-            .collect::<BTreeSet<_>>(),
-        registration_time: 0,
-        ultimate: false,
-        signatures: vec![],
-        content_address: None,
-    }
+    PathInfo::new(
+        path.clone(),
+        "0".repeat(64),
+        1,
+        references.iter().map(|r| (*r).clone()),
+    )
 }
 
 /// The example closure: `app` (with `bin/app`, `bin/helper` -> lib's tool) referring to `lib`,
