@@ -15,6 +15,7 @@ pub mod closure;
 pub mod closure_mount;
 pub mod closure_query;
 pub mod container_step;
+pub mod containerd_config;
 pub mod daemon;
 pub mod duration;
 pub mod flake_eval;

@@ -7,9 +7,9 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::doctor::check::{CheckResult, blocks_pods};
-use crate::doctor::containerd_config::DEFAULT_CONFIG_PATH;
 use crate::doctor::probe::{ContainerdTarget, gather};
 use crate::doctor::verdict::evaluate;
+use containix_core::containerd_config::DEFAULT_CONFIG_PATH;
 
 /// Check that this node can run containix pods, and say how to fix what is missing.
 ///

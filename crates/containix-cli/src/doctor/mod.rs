@@ -1,11 +1,10 @@
 //! `containix doctor`: whether a node can run containix pods.
 //!
 //! [`probe`] gathers [`facts::Facts`] (runs commands, reads files, connects sockets); everything
-//! else is pure: [`containerd_config`] reads containerd's config, [`tool_output`] reads what the
+//! else is pure: `containix_core::containerd_config` reads containerd's config, [`tool_output`] reads what the
 //! tools print, and [`verdict`] turns facts into [`check::CheckResult`]s.
 
 pub mod check;
-pub mod containerd_config;
 pub mod facts;
 pub mod probe;
 pub mod tool_output;

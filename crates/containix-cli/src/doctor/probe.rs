@@ -10,11 +10,11 @@ use std::time::Duration;
 use containix_core::daemon::DaemonClient;
 use containix_core::policy::NodePolicy;
 
-use super::containerd_config::{self, DEFAULT_ADDRESS, SHIM_BINARY};
 use super::facts::{
     DaemonFacts, DaemonSummary, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts,
 };
 use super::tool_output;
+use containix_core::containerd_config::{self, DEFAULT_ADDRESS, SHIM_BINARY};
 
 /// Upper bound on the daemon handshake, so a wedged daemon cannot hang the doctor.
 const DAEMON_LIMIT: Duration = Duration::from_secs(10);

@@ -3,9 +3,9 @@
 use containix_core::daemon::TrustStatus;
 
 use super::check::CheckResult;
-use super::containerd_config::{self, ContainerdConfig};
 use super::facts::{DaemonFacts, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts};
 use super::tool_output;
+use containix_core::containerd_config::{self, ContainerdConfig};
 
 /// Below this much free space a filesystem containix writes to gets a warning.
 pub const LOW_SPACE_BYTES: u64 = 1 << 30;

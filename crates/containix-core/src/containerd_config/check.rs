@@ -1,24 +1,11 @@
-//! Reading containerd's config for what containix needs: the `containix` runtime handler with
+//! Checking a containerd config for what containix needs: the `containix` runtime handler with
 //! containix's runtime type and pod annotations, and CRI's `restrict_oom_score_adj`.
-//!
-//! Pure: takes the file's text, so every config version is tested with fixture strings.
 
 use std::fmt;
 
 use toml::{Table, Value};
 
-/// The CRI runtime handler (RuntimeClass `handler`) containix pods use.
-pub const HANDLER: &str = "containix";
-/// The runtime type containerd maps to `containerd-shim-containix-v1`.
-pub const RUNTIME_TYPE: &str = "io.containerd.containix.v1";
-/// The shim binary containerd derives from [`RUNTIME_TYPE`] and looks up on its PATH.
-pub const SHIM_BINARY: &str = "containerd-shim-containix-v1";
-/// The pod annotation pattern containerd must pass to the shim.
-pub const POD_ANNOTATIONS: &str = "containix.dev/*";
-/// Where containerd reads its config unless told otherwise.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/containerd/config.toml";
-/// containerd's gRPC socket unless its config names another.
-pub const DEFAULT_ADDRESS: &str = "/run/containerd/containerd.sock";
+use super::{HANDLER, POD_ANNOTATIONS, RUNTIME_TYPE, cri_runtime_plugin, handler_table_name};
 
 /// What a containerd config that is fit for containix says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,16 +99,6 @@ impl ConfigProblem {
     }
 }
 
-/// The CRI plugin table (the one holding `containerd.runtimes`) for a config version.
-fn cri_runtime_plugin(version: i64) -> Option<&'static str> {
-    match version {
-        1 => Some("cri"),
-        2 => Some("io.containerd.grpc.v1.cri"),
-        3 => Some("io.containerd.cri.v1.runtime"),
-        _ => None,
-    }
-}
-
 /// Checks containerd config text for the containix runtime handler.
 pub fn check(text: &str) -> Result<ContainerdConfig, ConfigProblem> {
     let root: Table = text
@@ -129,7 +106,7 @@ pub fn check(text: &str) -> Result<ContainerdConfig, ConfigProblem> {
         .map_err(|err: toml::de::Error| ConfigProblem::Syntax(err.to_string().trim().to_owned()))?;
     let version = root.get("version").and_then(Value::as_integer).unwrap_or(1);
     let plugin = cri_runtime_plugin(version).ok_or(ConfigProblem::UnsupportedVersion(version))?;
-    let table = format!("plugins.\"{plugin}\".containerd.runtimes.{HANDLER}");
+    let table = handler_table_name(plugin);
     let cri = lookup(&root, &["plugins", plugin]);
     let handler = cri
         .and_then(|cri| lookup(cri, &["containerd", "runtimes", HANDLER]))
