@@ -22,6 +22,7 @@ pub mod flake_eval;
 pub mod flake_ref;
 pub mod gc_roots;
 pub mod nix32;
+pub mod node_install;
 pub mod oci_image;
 pub mod path_info;
 pub mod plan;

@@ -15,6 +15,10 @@ use crate::duration::{DurationError, format_duration, parse_duration};
 /// Where the policy file lives unless `CONTAINIX_CONFIG` names another.
 pub const DEFAULT_POLICY_PATH: &str = "/etc/containix/config.toml";
 
+/// The policy file `containix node install` writes when a node has none: every key commented
+/// with its default (the same text as `deploy/node/config.toml`).
+pub const DOCUMENTED_DEFAULTS: &str = include_str!("default-policy.toml");
+
 /// Environment variable naming another policy file (tests use it).
 pub const POLICY_PATH_ENV: &str = "CONTAINIX_CONFIG";
 
@@ -435,5 +439,6 @@ mod documented_file {
         let mut policy = NodePolicy::from_file(path).unwrap();
         policy.source = None;
         assert_eq!(policy, NodePolicy::default());
+        assert_eq!(std::fs::read_to_string(path).unwrap(), DOCUMENTED_DEFAULTS);
     }
 }
