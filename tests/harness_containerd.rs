@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use containix_core::oci_image::EMPTY_IMAGE_NAME;
 use containix_testkit::containerd::{
-    CONTAINIX_RUNTIME_HANDLER, CONTAINIX_SHIM_BINARY, Containerd, ContainerdOptions,
-    instance_processes, mounts_under,
+    BaseConfig, CONTAINIX_RUNTIME_HANDLER, CONTAINIX_RUNTIME_TYPE, CONTAINIX_SHIM_BINARY,
+    Containerd, ContainerdOptions, instance_processes, mounts_under,
 };
 use containix_testkit::cri::proto::{self, ContainerState};
 use containix_testkit::cri::{ContainerLog, ContainerSpec, CriClient, PodSandboxSpec};
@@ -262,4 +262,76 @@ async fn the_configured_shim_binary_is_on_containerds_path() {
     assert!(message.contains("failed to start shim"), "{message}");
     assert!(message.contains("exit status 1"), "{message}");
     stop_cleanly(node).await;
+}
+
+/// Options for an instance configured from `containerd config default`, with no shim placed.
+fn stock_options() -> ContainerdOptions {
+    ContainerdOptions {
+        base_config: BaseConfig::Stock,
+        shim_binary: None,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_stock_default_config_runs_a_runc_pod_and_stops_cleanly() {
+    let prepared = Containerd::prepare(stock_options()).unwrap();
+    let layout = prepared.layout().clone();
+    let config = std::fs::read_to_string(layout.config()).unwrap();
+    // It is containerd's own default, made private: no containix handler, no shim on PATH.
+    assert!(
+        config.contains(
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.untrusted_workload_runtime]"
+        )
+    );
+    assert!(!config.contains("runtimes.containix"), "{config}");
+    assert!(!config.contains(CONTAINIX_RUNTIME_TYPE), "{config}");
+    assert!(!layout.bin().join(CONTAINIX_SHIM_BINARY).exists());
+    assert!(layout.containix_policy().is_file());
+
+    let node = prepared.start().await.unwrap();
+    let pod = Pod::run(&node, "stock").await;
+    let spec = ContainerSpec::new("hello", node.busybox_image()).command(["echo", "from stock"]);
+    let (status, log) = pod.run_to_exit(&spec).await;
+    assert_eq!(status.exit_code, 0, "log: {log:?}");
+    assert_eq!(log.stdout(), "from stock");
+    // The handler the installer would add is not there yet.
+    let error = node
+        .cri()
+        .run_pod_sandbox(
+            &PodSandboxSpec::new("containix").build(),
+            CONTAINIX_RUNTIME_HANDLER,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("failed to get sandbox runtime: no runtime for"),
+        "{error}"
+    );
+    pod.remove().await;
+    stop_cleanly(node).await;
+}
+
+#[tokio::test]
+async fn a_prepared_instance_starts_nothing_and_dropping_it_removes_its_directory() {
+    for base_config in [BaseConfig::Rendered, BaseConfig::Stock] {
+        let options = ContainerdOptions {
+            base_config,
+            ..Default::default()
+        };
+        let prepared = Containerd::prepare(options).unwrap();
+        let dir = prepared.layout().dir().to_owned();
+        assert!(prepared.layout().config().is_file(), "{base_config:?}");
+        assert!(prepared.layout().bin().is_dir(), "{base_config:?}");
+        assert_eq!(instance_processes(&dir), vec![], "{base_config:?}");
+        assert!(!prepared.layout().socket().exists(), "{base_config:?}");
+        drop(prepared);
+        assert!(
+            !dir.exists(),
+            "{base_config:?}: {} still exists",
+            dir.display()
+        );
+    }
 }

@@ -6,6 +6,12 @@
 //! plus what these machines need (`restrict_oom_score_adj`), the test images are imported, and a
 //! runtime handler [`CONTAINIX_RUNTIME_HANDLER`] runs `containerd-shim-containix-v1`.
 //!
+//! With [`BaseConfig::Stock`] the config is instead this containerd's own
+//! `containerd config default`, made private by [`crate::stock_config::isolate`] and without the
+//! containix handler. [`Containerd::prepare`] writes the instance's files without starting
+//! anything, so a test can edit the config (e.g. run an installer on it) before
+//! [`PreparedContainerd::start`].
+//!
 //! [`Containerd::stop`] removes every pod through CRI, stops containerd and then checks that
 //! nothing of the instance is left (processes, mounts); whatever is left is killed or unmounted
 //! and reported. Dropping an instance without `stop` does the forced part only.
@@ -23,6 +29,7 @@ use nix::unistd::Pid;
 
 use crate::cri::{CriClient, CriError};
 use crate::images::{self, ImageError};
+use crate::stock_config::{self, StockConfigError};
 
 /// The CRI runtime handler (RuntimeClass `handler`) that runs containix pods.
 pub const CONTAINIX_RUNTIME_HANDLER: &str = "containix";
@@ -87,6 +94,9 @@ pub enum Error {
     /// A CRI call failed.
     #[error(transparent)]
     Cri(#[from] CriError),
+    /// The stock containerd config could not be obtained or made private.
+    #[error(transparent)]
+    StockConfig(#[from] StockConfigError),
     /// After stopping, processes or mounts of the instance remain even after forced cleanup.
     #[error(
         "containerd instance {dir} left {remaining_processes:?} and mounts {remaining_mounts:?} \
@@ -103,6 +113,18 @@ pub enum Error {
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which containerd config an instance is written with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BaseConfig {
+    /// The testkit's own config ([`render_config`]), with the containix handler registered.
+    #[default]
+    Rendered,
+    /// `<containerd_binary> config default`, changed only where the instance must be private
+    /// ([`stock_config::isolate`]). No containix handler is registered: that is the job of
+    /// whatever the test runs on [`ContainerdLayout::config`] before starting.
+    Stock,
+}
 
 /// How to start a test containerd.
 #[derive(Debug, Clone)]
@@ -128,6 +150,8 @@ pub struct ContainerdOptions {
     /// `state-dir` to a directory inside the instance, so the shim's GC roots and state go
     /// away with it; these lines add to that (e.g. `realise = "build"`).
     pub containix_policy: String,
+    /// What the instance's containerd config starts from.
+    pub base_config: BaseConfig,
 }
 
 impl Default for ContainerdOptions {
@@ -141,6 +165,7 @@ impl Default for ContainerdOptions {
             ready_limit: Duration::from_secs(30),
             stop_limit: Duration::from_secs(10),
             containix_policy: String::new(),
+            base_config: BaseConfig::default(),
         }
     }
 }
@@ -194,7 +219,7 @@ impl ContainerdLayout {
     pub fn ttrpc_socket(&self) -> PathBuf {
         self.dir.join("containerd.ttrpc.sock")
     }
-    /// The config file we write.
+    /// containerd's config file (written by [`Containerd::prepare`], read when it starts).
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.toml")
     }
@@ -412,11 +437,59 @@ pub struct Containerd {
     finished: bool,
 }
 
-impl Containerd {
-    /// Starts an instance, waits until CRI answers, and imports the pause, busybox and empty
-    /// images. On failure everything created so far is removed again.
-    pub async fn start(options: ContainerdOptions) -> Result<Self> {
+/// An instance whose directory and files exist but whose containerd has not started yet.
+///
+/// Edit [`ContainerdLayout::config`] or add binaries to [`ContainerdLayout::bin`] (first on
+/// containerd's PATH), then [`start`](Self::start) it. Dropping it removes its directory.
+#[derive(Debug)]
+pub struct PreparedContainerd {
+    /// Not started yet; its `Drop` removes the directory if this is dropped.
+    instance: Containerd,
+    options: ContainerdOptions,
+}
+
+impl PreparedContainerd {
+    /// The instance's paths.
+    pub fn layout(&self) -> &ContainerdLayout {
+        &self.instance.layout
+    }
+
+    /// Starts containerd with the files as they are now, waits until CRI answers, and imports
+    /// the pause, busybox and empty images. On failure everything is removed again.
+    pub async fn start(self) -> Result<Containerd> {
+        let Self {
+            mut instance,
+            options,
+        } = self;
         let images = test_images(&options.busybox)?;
+        instance.spawn(&options)?;
+        instance.wait_until_ready(options.ready_limit).await?;
+        for image in [&images.pause, &images.busybox, &images.empty] {
+            instance.import_image(image).await?;
+        }
+        Ok(instance)
+    }
+}
+
+impl Containerd {
+    /// Starts an instance: [`prepare`](Self::prepare), then [`PreparedContainerd::start`].
+    /// On failure everything created so far is removed again.
+    pub async fn start(options: ContainerdOptions) -> Result<Self> {
+        Self::prepare(options)?.start().await
+    }
+
+    /// Creates the instance directory and writes its config, the containix policy and (if
+    /// [`ContainerdOptions::shim_binary`] is set) the shim link, starting nothing. With
+    /// [`BaseConfig::Stock`] this runs `<containerd_binary> config default` first. The test
+    /// images are built here too, so a bad busybox fails before anything is created.
+    pub fn prepare(options: ContainerdOptions) -> Result<PreparedContainerd> {
+        test_images(&options.busybox)?;
+        let stock = match options.base_config {
+            BaseConfig::Rendered => None,
+            BaseConfig::Stock => Some(stock_config::containerd_config_default(
+                &options.containerd_binary,
+            )?),
+        };
         let dir = tempfile::Builder::new()
             .prefix("containix-ctrd-")
             .tempdir_in(&options.parent_dir)
@@ -427,7 +500,7 @@ impl Containerd {
             })?
             .keep();
         // From here on, Drop cleans up if anything fails.
-        let mut instance = Self {
+        let instance = Self {
             layout: ContainerdLayout::new(dir),
             process: None,
             cri: None,
@@ -435,16 +508,13 @@ impl Containerd {
             stop_limit: options.stop_limit,
             finished: false,
         };
-        instance.prepare_files(&options)?;
-        instance.spawn(&options)?;
-        instance.wait_until_ready(options.ready_limit).await?;
-        for image in [&images.pause, &images.busybox, &images.empty] {
-            instance.import_image(image).await?;
-        }
-        Ok(instance)
+        instance.prepare_files(&options, stock.as_deref())?;
+        Ok(PreparedContainerd { instance, options })
     }
 
-    fn prepare_files(&self, options: &ContainerdOptions) -> Result<()> {
+    /// Writes the instance's files; `stock` is the output of `containerd config default` when
+    /// the config starts from it.
+    fn prepare_files(&self, options: &ContainerdOptions, stock: Option<&str>) -> Result<()> {
         let layout = &self.layout;
         for dir in [layout.bin(), layout.pod_logs(), layout.scratch()] {
             std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -472,7 +542,10 @@ impl Containerd {
             path: layout.containix_policy(),
             source,
         })?;
-        let config = render_config(layout, images::PAUSE_IMAGE);
+        let config = match stock {
+            None => render_config(layout, images::PAUSE_IMAGE),
+            Some(stock) => stock_config::isolate(stock, layout, images::PAUSE_IMAGE)?,
+        };
         std::fs::write(layout.config(), config).map_err(|source| Error::Io {
             what: "writing",
             path: layout.config(),

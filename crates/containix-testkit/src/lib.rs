@@ -10,6 +10,7 @@ pub mod images;
 pub mod nix_cli;
 pub mod nix_daemon;
 pub mod packages;
+pub mod stock_config;
 pub mod synthetic_store;
 
 pub use error::{Error, Result};
