@@ -1,43 +1,84 @@
 {
   description = "containix: run Nix closures as Kubernetes pods, with no container image";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  # nixos-25.11, not 25.05: the workspace needs rustc >= 1.88 (rust-version, let chains) and
+  # 25.05 ships 1.86.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
-  outputs = { self, nixpkgs }:
+  outputs =
+    { self, nixpkgs }:
     let
-      systems = [ "x86_64-linux" "aarch64-linux" ];
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
-      version = (builtins.fromTOML (builtins.readFile ./Cargo.toml)).workspace.package.version;
 
-      # One derivation builds every binary of the workspace from the committed Cargo.lock.
-      containixFor = pkgs: pkgs.rustPlatform.buildRustPackage {
-        pname = "containix";
-        inherit version;
-        src = pkgs.lib.cleanSource ./.;
-        cargoLock.lockFile = ./Cargo.lock;
-        cargoBuildFlags = [ "--workspace" "--bins" ];
-        # The test suite needs a real node (nix-daemon, containerd, runc): see scripts/test.sh.
-        doCheck = false;
-        meta = {
-          description = "Run Nix closures as Kubernetes pods, with no container image";
-          license = pkgs.lib.licenses.asl20;
-          mainProgram = "containix";
-          platforms = pkgs.lib.platforms.linux;
-        };
-      };
+      # One build of the workspace; the per-binary packages select from it.
+      containixFor = pkgs: pkgs.callPackage ./nix/package.nix { };
+
+      # A package holding one binary of the shared build, so `nix run` and `lib.getExe` find it.
+      binaryOf =
+        pkgs: containix: name: description:
+        pkgs.runCommand "${name}-${containix.version}"
+          {
+            inherit (containix) version;
+            meta = containix.meta // {
+              inherit description;
+              mainProgram = name;
+            };
+          }
+          ''
+            mkdir -p $out/bin
+            ln -s ${containix}/bin/${name} $out/bin/${name}
+          '';
     in
     {
-      packages = forAllSystems (pkgs: rec {
-        containix = containixFor pkgs;
-        default = containix;
-      });
+      packages = forAllSystems (
+        pkgs:
+        let
+          containix = containixFor pkgs;
+        in
+        {
+          inherit containix;
+          default = containix;
+          containix-shim =
+            binaryOf pkgs containix "containerd-shim-containix-v1"
+              "containerd shim v2 that runs Nix closures as containers";
+          containix-csi =
+            binaryOf pkgs containix "containix-csi"
+              "CSI node plugin that publishes a Nix closure as an ephemeral volume";
+        }
+      );
 
       overlays.default = final: _prev: { containix = containixFor final; };
+
+      # The module builds containix with the system's nixpkgs; set services.containix.package to
+      # self.packages.<system>.containix to use this flake's pinned build instead.
+      nixosModules.containix = ./nix/module.nix;
+      nixosModules.default = self.nixosModules.containix;
+
+      checks = forAllSystems (pkgs: {
+        package = self.packages.${pkgs.stdenv.hostPlatform.system}.containix;
+        unit-tests = pkgs.callPackage ./nix/package.nix { runUnitTests = true; };
+        vm = import ./nix/tests/vm.nix {
+          inherit pkgs;
+          module = self.nixosModules.default;
+          containix = self.packages.${pkgs.stdenv.hostPlatform.system}.containix;
+        };
+      });
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
           inputsFrom = [ (containixFor pkgs) ];
-          packages = [ pkgs.cargo-fuzz pkgs.clippy pkgs.rustfmt pkgs.containerd pkgs.runc ];
+          packages = [
+            pkgs.cargo-fuzz
+            pkgs.clippy
+            pkgs.rustfmt
+            pkgs.containerd
+            pkgs.runc
+            pkgs.cri-tools
+          ];
         };
       });
     };

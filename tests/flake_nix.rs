@@ -1,0 +1,250 @@
+//! The flake and the NixOS module, checked without nixpkgs (none is available offline):
+//! every Nix file parses; nix/policy.nix, the pure part of the module, is evaluated with
+//! `nix-instantiate` and what it renders is fed to containix's own policy parser; the module
+//! declares one option per policy key; docs/nixos.md documents every option.
+//!
+//! Needs `nix-instantiate` (Nix 2.8 is enough: no flakes involved).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use containix_core::policy::{NodePolicy, Realise};
+use serde_json::{Value, json};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+/// Runs `nix-instantiate` with `args`; returns its stdout, or its stderr as the error.
+fn nix_instantiate(args: &[&str]) -> Result<String, String> {
+    let output = Command::new("nix-instantiate")
+        .arg("--readonly-mode")
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("running nix-instantiate (install Nix)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(stderr)
+    }
+}
+
+/// Evaluates `expr`, a function of `{ policy, arg }` where `policy` is nix/policy.nix and `arg`
+/// the JSON value given, to JSON.
+fn eval_policy(expr: &str, arg: &Value) -> Result<Value, String> {
+    let policy = repo_root().join("nix/policy.nix");
+    let function = format!(
+        "{{ arg }}: let policy = import {}; in ({expr}) {{ inherit policy; arg = builtins.fromJSON arg; }}",
+        policy.display()
+    );
+    let out = nix_instantiate(&[
+        "--eval",
+        "--strict",
+        "--json",
+        "--argstr",
+        "arg",
+        &arg.to_string(),
+        "--expr",
+        &function,
+    ])?;
+    Ok(serde_json::from_str(&out).expect("nix-instantiate --json prints JSON"))
+}
+
+/// `render { values = arg.values; extraPolicy = arg.extra; }` from nix/policy.nix.
+fn render(values: &Value, extra: &Value) -> Result<Value, String> {
+    eval_policy(
+        "{ policy, arg }: policy.render { values = arg.values; extraPolicy = arg.extra; }",
+        &json!({ "values": values, "extra": extra }),
+    )
+}
+
+/// The policy as the TOML file the module writes. The policy holds strings and lists of them,
+/// and a JSON string, number, boolean or array of them is also a valid TOML value.
+fn to_toml(policy: &Value) -> String {
+    let table = policy.as_object().expect("the policy is an attribute set");
+    let mut text = String::new();
+    for (key, value) in table {
+        assert!(
+            !value.is_object() && !value.is_null(),
+            "`{key}`: a table or null is not a policy value"
+        );
+        text.push_str(&format!("{key} = {value}\n"));
+    }
+    text
+}
+
+fn parse(policy: &Value) -> Result<NodePolicy, String> {
+    NodePolicy::from_toml(&to_toml(policy), Path::new("/etc/containix/config.toml"))
+        .map_err(|err| err.to_string())
+}
+
+/// Option paths under `services.containix` declared in nix/module.nix: lines of the form
+/// `name = mkOption {`, `csi.enable = lib.mkEnableOption "..."`.
+fn module_options() -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join("nix/module.nix")).unwrap();
+    let declarations = ["mkOption", "mkEnableOption", "mkPackageOption"];
+    text.lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().split_once(" = ")?;
+            let function = value.strip_prefix("lib.").unwrap_or(value);
+            let declares = declarations
+                .iter()
+                .any(|d| function.starts_with(&format!("{d} ")));
+            let plain_name = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+            (declares && plain_name).then(|| name.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_nix_file_parses() {
+    let root = repo_root();
+    let mut files = vec![root.join("flake.nix")];
+    let mut dirs = vec![root.join("nix")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "nix") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(
+        files.len() >= 5,
+        "expected flake.nix and nix/*.nix: {files:?}"
+    );
+    for file in &files {
+        let path = file.to_str().unwrap();
+        if let Err(err) = nix_instantiate(&["--parse", path]) {
+            panic!("{path} does not parse:\n{err}");
+        }
+    }
+}
+
+#[test]
+fn module_defaults_are_containix_defaults() {
+    let defaults = eval_policy("{ policy, arg }: policy.defaults", &json!(null)).unwrap();
+    let rendered = render(&defaults, &json!({})).unwrap();
+    let mut policy = parse(&rendered).unwrap();
+    policy.source = None;
+    assert_eq!(policy, NodePolicy::default(), "rendered: {rendered}");
+}
+
+#[test]
+fn every_option_renders_a_key_the_policy_parser_accepts() {
+    let values = json!({
+        "allowedFlakePrefixes": ["github:my-org/", "path:/srv/flakes/"],
+        "realise": "build",
+        "defaultTimeout": "30s",
+        "maxTimeout": "5m",
+        "system": "aarch64-linux",
+        "daemonSocket": "/run/nix/socket",
+        "stateDir": "/srv/containix",
+        "nixCommand": "/run/current-system/sw/bin/nix",
+        "packageSet": "github:NixOS/nixpkgs/nixos-25.11",
+    });
+    let keys = eval_policy("{ policy, arg }: policy.keys", &json!(null)).unwrap();
+    let mut options: Vec<_> = keys.as_object().unwrap().keys().collect();
+    let mut given: Vec<_> = values.as_object().unwrap().keys().collect();
+    options.sort();
+    given.sort();
+    assert_eq!(options, given, "this test must set every policy option");
+
+    let rendered = render(&values, &json!({})).unwrap();
+    assert_eq!(
+        rendered.as_object().unwrap().len(),
+        keys.as_object().unwrap().len()
+    );
+    let policy = parse(&rendered).unwrap();
+    assert_eq!(policy.realise, Realise::Build);
+    assert!(policy.check_flake_ref("path:/srv/flakes/app").is_ok());
+    assert!(policy.check_flake_ref("github:other/app").is_err());
+    assert_eq!(policy.default_timeout.as_secs(), 30);
+    assert_eq!(policy.max_timeout.as_secs(), 300);
+    assert_eq!(policy.system, "aarch64-linux");
+    assert_eq!(policy.daemon_socket, Path::new("/run/nix/socket"));
+    assert_eq!(policy.state_dir, Path::new("/srv/containix"));
+    assert_eq!(
+        policy.nix_command,
+        Path::new("/run/current-system/sw/bin/nix")
+    );
+    assert_eq!(
+        policy.package_set.as_deref(),
+        Some("github:NixOS/nixpkgs/nixos-25.11")
+    );
+}
+
+#[test]
+fn unset_options_leave_their_keys_out() {
+    let rendered = render(
+        &json!({ "realise": "build", "packageSet": null, "system": null }),
+        &json!({}),
+    )
+    .unwrap();
+    assert_eq!(rendered, json!({ "realise": "build" }));
+}
+
+#[test]
+fn extra_policy_keys_reach_the_strict_parser() {
+    // A key the parser does not know is passed through, and containix refuses the file.
+    let rendered = render(&json!({}), &json!({ "realize": "build" })).unwrap();
+    let err = parse(&rendered).unwrap_err();
+    assert!(err.contains("unknown field `realize`"), "{err}");
+
+    // A key an option already writes is an evaluation error naming that option.
+    let err = render(
+        &json!({ "realise": "build" }),
+        &json!({ "realise": "substitute" }),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("services.containix.realise already writes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_module_declares_one_option_per_policy_key() {
+    let options = module_options();
+    let keys = eval_policy("{ policy, arg }: policy.keys", &json!(null)).unwrap();
+    for option in keys.as_object().unwrap().keys() {
+        assert!(
+            options.contains(option),
+            "nix/policy.nix maps `{option}` but nix/module.nix declares no such option: {options:?}"
+        );
+    }
+}
+
+#[test]
+fn every_module_option_is_documented() {
+    let options = module_options();
+    for expected in [
+        "enable",
+        "package",
+        "extraPolicy",
+        "csi.enable",
+        "containerd.enable",
+    ] {
+        assert!(
+            options.iter().any(|o| o == expected),
+            "option scan missed `{expected}`: {options:?}"
+        );
+    }
+    let docs = std::fs::read_to_string(repo_root().join("docs/nixos.md")).unwrap();
+    let missing: Vec<_> = options
+        .iter()
+        .filter(|option| !docs.contains(&format!("`services.containix.{option}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/nixos.md does not document {missing:?}"
+    );
+}
