@@ -4,6 +4,8 @@ mod assembly;
 mod base_spec;
 mod commands;
 mod doctor;
+mod host;
+mod line_diff;
 mod progress;
 mod resolution;
 mod source;
@@ -40,6 +42,7 @@ enum Command {
     Spec(commands::spec::Args),
     Image(commands::image::Args),
     Doctor(commands::doctor::Args),
+    Node(commands::node::Args),
     Completions(commands::completions::Args),
 }
 
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Spec(args) => commands::spec::run(args),
         Command::Image(args) => commands::image::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
+        Command::Node(args) => commands::node::run(args),
         Command::Completions(args) => commands::completions::run(args),
     };
     match result {

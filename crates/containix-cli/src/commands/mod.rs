@@ -4,6 +4,7 @@ pub mod assemble;
 pub mod completions;
 pub mod doctor;
 pub mod image;
+pub mod node;
 pub mod resolve;
 pub mod run;
 pub mod sbom;

@@ -9,7 +9,9 @@ pub mod check;
 pub mod edit;
 
 pub use check::{ConfigProblem, ContainerdConfig, check};
-pub use edit::{ConfigEdit, EditError, add_handler, remove_handler};
+pub use edit::{
+    CREATED_MARKER, ConfigEdit, EditError, HANDLER_COMMENT, add_handler, remove_handler,
+};
 
 /// The CRI runtime handler (RuntimeClass `handler`) containix pods use.
 pub const HANDLER: &str = "containix";
