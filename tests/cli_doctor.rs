@@ -94,6 +94,9 @@ async fn doctor_passes_a_ready_node_and_names_what_is_broken() {
 
     let ready = doctor(&config, &layout.bin(), daemon.socket_path(), &policy);
     let broken = doctor(&broken_config, &layout.bin(), daemon.socket_path(), &policy);
+    let empty_dir = scratch.path().join("no-shim");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let no_shim = doctor(&config, &empty_dir, daemon.socket_path(), &policy);
     let no_daemon = doctor(
         &config,
         &layout.bin(),
@@ -144,10 +147,21 @@ async fn doctor_passes_a_ready_node_and_names_what_is_broken() {
     );
     assert!(
         fix.contains("runtime_type = \"io.containerd.containix.v1\"")
-            && fix.contains("containix.dev/*"),
+            && fix.contains("containix.dev/*")
+            && fix.contains("containix node install"),
         "{fix}"
     );
     assert_eq!(broken.status.code(), Some(1));
+
+    let no_shim_checks = checks(&no_shim);
+    let (_, status, detail, fix) = check(&no_shim_checks, "shim");
+    assert_eq!(status, "fail");
+    assert!(
+        detail.contains("containerd-shim-containix-v1 is not on PATH"),
+        "{detail}"
+    );
+    assert!(fix.contains("containix node install"), "{fix}");
+    assert_eq!(no_shim.status.code(), Some(1));
 
     let no_daemon_checks = checks(&no_daemon);
     let (_, status, detail, fix) = check(&no_daemon_checks, "nix-daemon");

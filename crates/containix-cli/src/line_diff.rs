@@ -88,12 +88,12 @@ fn edit_script<'a>(old: &[&'a str], new: &[&'a str]) -> Vec<Op<'a>> {
             ops.push(Op::Keep(old[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[at(i, j + 1)] >= lcs[at(i + 1, j)]) {
-            ops.push(Op::Add(new[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[at(i + 1, j)] >= lcs[at(i, j + 1)]) {
             ops.push(Op::Remove(old[i]));
             i += 1;
+        } else {
+            ops.push(Op::Add(new[j]));
+            j += 1;
         }
     }
     ops
@@ -117,7 +117,10 @@ mod tests {
     #[test]
     fn changes_far_apart_are_separate_hunks_and_removals_show() {
         let before: String = (0..20).map(|i| format!("{i}\n")).collect();
-        let after = before.replace("3\n", "three\n").replace("15\n", "");
+        let after: String = (0..20)
+            .filter(|&i| i != 15)
+            .map(|i| if i == 3 { "three\n".to_owned() } else { format!("{i}\n") })
+            .collect();
         let diff = unified("f", &before, &after).unwrap();
         assert_eq!(diff.matches("@@ ").count(), 2, "{diff}");
         assert!(diff.contains("-3\n+three\n"), "{diff}");

@@ -183,7 +183,10 @@ fn shim(facts: &ShimFacts) -> CheckResult {
         ShimFacts::NotFound { path_var } => CheckResult::fail(
             NAME,
             format!("{binary} is not on PATH ({path_var})"),
-            format!("install {binary} into a directory on containerd's PATH, e.g. /usr/local/bin"),
+            format!(
+                "run `containix node install` (puts {binary} into /usr/local/bin), or install it \
+                 into another directory on containerd's PATH"
+            ),
         ),
         ShimFacts::Found {
             binary: path,

@@ -86,14 +86,14 @@ impl ConfigProblem {
                 "use a config written by `containerd config default` (version 2 or 3)".to_owned()
             }
             Self::HandlerMissing { table } => format!(
-                "add [{table}] with runtime_type = \"{RUNTIME_TYPE}\" and pod_annotations = \
+                "run `containix node install`, or add [{table}] with runtime_type = \"{RUNTIME_TYPE}\" and pod_annotations = \
                  [\"{POD_ANNOTATIONS}\"], then restart containerd"
             ),
             Self::WrongRuntimeType { table, .. } => format!(
-                "set runtime_type = \"{RUNTIME_TYPE}\" in [{table}], then restart containerd"
+                "run `containix node install`, or set runtime_type = \"{RUNTIME_TYPE}\" in [{table}], then restart containerd"
             ),
             Self::PodAnnotationsMissing { table, .. } => format!(
-                "add \"{POD_ANNOTATIONS}\" to pod_annotations in [{table}], then restart containerd"
+                "run `containix node install`, or add \"{POD_ANNOTATIONS}\" to pod_annotations in [{table}], then restart containerd"
             ),
         }
     }
