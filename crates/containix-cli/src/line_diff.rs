@@ -119,7 +119,13 @@ mod tests {
         let before: String = (0..20).map(|i| format!("{i}\n")).collect();
         let after: String = (0..20)
             .filter(|&i| i != 15)
-            .map(|i| if i == 3 { "three\n".to_owned() } else { format!("{i}\n") })
+            .map(|i| {
+                if i == 3 {
+                    "three\n".to_owned()
+                } else {
+                    format!("{i}\n")
+                }
+            })
             .collect();
         let diff = unified("f", &before, &after).unwrap();
         assert_eq!(diff.matches("@@ ").count(), 2, "{diff}");

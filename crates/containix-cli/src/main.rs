@@ -82,3 +82,72 @@ pub fn usage_error(message: &str) -> ! {
         .error(clap::error::ErrorKind::MissingRequiredArgument, message)
         .exit()
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every runnable command, as its words after `containix`.
+    fn leaves(
+        command: &clap::Command,
+        words: Vec<String>,
+        out: &mut Vec<(Vec<String>, clap::Command)>,
+    ) {
+        let subcommands: Vec<_> = command
+            .get_subcommands()
+            .filter(|sub| sub.get_name() != "help")
+            .collect();
+        if subcommands.is_empty() {
+            out.push((words.clone(), command.clone()));
+        }
+        for sub in subcommands {
+            let mut next = words.clone();
+            next.push(sub.get_name().to_owned());
+            leaves(sub, next, out);
+        }
+    }
+
+    #[test]
+    fn every_command_has_an_example_and_exit_status_in_its_help() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), Vec::new(), &mut all);
+        assert_eq!(
+            all.len(),
+            10,
+            "resolve, sbom, assemble, run, spec, image empty, doctor, node install|uninstall, completions"
+        );
+        for (words, command) in &all {
+            let help = command
+                .get_after_help()
+                .map(|text| text.to_string())
+                .unwrap_or_default();
+            assert!(help.contains("Example"), "containix {words:?}: no example");
+            assert!(
+                help.contains("Exit status"),
+                "containix {words:?}: no exit status"
+            );
+        }
+    }
+
+    #[test]
+    fn every_command_that_prints_data_can_print_json() {
+        // These print JSON always (an SBOM, an OCI spec) or print no data of their own (the
+        // program's output, a shell script).
+        let json_always_or_no_data = [["sbom"], ["spec"], ["run"], ["completions"]];
+        let mut all = Vec::new();
+        leaves(&Cli::command(), Vec::new(), &mut all);
+        for (words, command) in &all {
+            if json_always_or_no_data.iter().any(|w| words[..] == w[..]) {
+                continue;
+            }
+            assert!(
+                command
+                    .get_arguments()
+                    .any(|arg| arg.get_long() == Some("json")),
+                "containix {words:?} has no --json"
+            );
+        }
+    }
+}

@@ -23,18 +23,21 @@ pub struct Args {
 pub enum Image {
     /// Write the empty OCI image (no layers' content) as an OCI archive (tar).
     #[command(after_help = format!(
-        "Example:\n  containix image empty --out containix-empty.tar\n\n{}",
+        "Examples:\n  containix image empty --out containix-empty.tar\n  containix image empty --json --out containix-empty.tar\n\n{}",
         crate::EXIT_CODES
     ))]
     Empty {
         /// The tar file to write; must not exist.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Print the image's name, manifest digest and file as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let Image::Empty { out } = args.image;
+    let Image::Empty { out, json } = args.image;
     let image = empty_image(EMPTY_IMAGE_NAME)?;
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -45,6 +48,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let _ = fs::remove_file(&out);
         return Err(err).with_context(|| format!("writing {}", out.display()));
     }
-    eprintln!("wrote {} ({EMPTY_IMAGE_NAME})", out.display());
+    if json {
+        let value = serde_json::json!({
+            "name": image.reference().to_string(),
+            "manifest_digest": image.manifest_digest(),
+            "file": out,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        eprintln!("wrote {} ({EMPTY_IMAGE_NAME})", out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
