@@ -50,8 +50,7 @@ pub fn gather(target: &ContainerdTarget) -> Facts {
         config_text
             .as_ref()
             .ok()
-            .and_then(|text| containerd_config::check(text).ok())
-            .and_then(|config| config.grpc_address)
+            .and_then(|text| containerd_config::grpc_address(text))
             .map_or_else(|| PathBuf::from(DEFAULT_ADDRESS), PathBuf::from)
     });
     let socket_connect = UnixStream::connect(&socket)

@@ -138,17 +138,27 @@ pub fn check(text: &str) -> Result<ContainerdConfig, ConfigProblem> {
     let restrict_oom_score_adj = cri
         .and_then(|cri| cri.get("restrict_oom_score_adj"))
         .and_then(Value::as_bool);
-    let grpc_address = lookup(&root, &["grpc"])
-        .and_then(|grpc| grpc.get("address"))
-        .and_then(Value::as_str)
-        .filter(|address| !address.is_empty())
-        .map(str::to_owned);
+    let grpc_address = grpc_address_of(&root);
     Ok(ContainerdConfig {
         version,
         handler_table: table,
         restrict_oom_score_adj,
         grpc_address,
     })
+}
+
+/// The gRPC socket a containerd config names (`grpc.address`), whether or not it has the
+/// containix handler; `None` when unset, empty, or the text is not TOML.
+pub fn grpc_address(text: &str) -> Option<String> {
+    grpc_address_of(&text.parse().ok()?)
+}
+
+fn grpc_address_of(root: &Table) -> Option<String> {
+    lookup(root, &["grpc"])
+        .and_then(|grpc| grpc.get("address"))
+        .and_then(Value::as_str)
+        .filter(|address| !address.is_empty())
+        .map(str::to_owned)
 }
 
 /// The nested table at `keys`, if every step is a table.
@@ -198,6 +208,21 @@ version = 3
             config.grpc_address.as_deref(),
             Some("/tmp/node/containerd.sock")
         );
+    }
+
+    #[test]
+    fn the_grpc_address_is_read_without_the_handler() {
+        let text = "version = 2\n[grpc]\n  address = \"/run/k3s/containerd.sock\"\n";
+        assert!(check(text).is_err());
+        assert_eq!(
+            grpc_address(text).as_deref(),
+            Some("/run/k3s/containerd.sock")
+        );
+        assert_eq!(
+            grpc_address("version = 2\n[grpc]\n  address = \"\"\n"),
+            None
+        );
+        assert_eq!(grpc_address("not toml ="), None);
     }
 
     #[test]

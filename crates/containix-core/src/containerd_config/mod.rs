@@ -8,7 +8,7 @@
 pub mod check;
 pub mod edit;
 
-pub use check::{ConfigProblem, ContainerdConfig, check};
+pub use check::{ConfigProblem, ContainerdConfig, check, grpc_address};
 pub use edit::{
     CREATED_MARKER, ConfigEdit, EditError, HANDLER_COMMENT, add_handler, remove_handler,
 };
