@@ -6,12 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+use containix_testkit::fixtures::repo_root;
 
 /// README.md and every docs/*.md, as (path relative to the root, text).
 fn documents() -> Vec<(PathBuf, String)> {

@@ -5,18 +5,13 @@
 //!
 //! Needs `nix-instantiate` (Nix 2.8 is enough: no flakes involved).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+use containix_testkit::fixtures::repo_root;
 
 use containix_core::policy::{NodePolicy, Realise};
 use serde_json::{Value, json};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_owned()
-}
 
 /// Runs `nix-instantiate` with `args`; returns its stdout, or its stderr as the error.
 fn nix_instantiate(args: &[&str]) -> Result<String, String> {

@@ -17,7 +17,7 @@ mod task;
 mod tests;
 
 /// The runtime name containerd knows this shim by.
-const RUNTIME_ID: &str = "io.containerd.containix.v1";
+const RUNTIME_ID: &str = containix_core::containerd_config::RUNTIME_TYPE;
 
 #[tokio::main]
 async fn main() {

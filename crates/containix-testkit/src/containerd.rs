@@ -23,6 +23,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use containix_core::containerd_config;
 use containix_core::oci_image::OciImage;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -32,13 +33,13 @@ use crate::images::{self, ImageError};
 use crate::stock_config::{self, StockConfigError};
 
 /// The CRI runtime handler (RuntimeClass `handler`) that runs containix pods.
-pub const CONTAINIX_RUNTIME_HANDLER: &str = "containix";
+pub const CONTAINIX_RUNTIME_HANDLER: &str = containerd_config::HANDLER;
 /// The containerd runtime type of the containix handler.
-pub const CONTAINIX_RUNTIME_TYPE: &str = "io.containerd.containix.v1";
+pub const CONTAINIX_RUNTIME_TYPE: &str = containerd_config::RUNTIME_TYPE;
 /// The shim binary containerd derives from [`CONTAINIX_RUNTIME_TYPE`] and looks up on its PATH.
-pub const CONTAINIX_SHIM_BINARY: &str = "containerd-shim-containix-v1";
+pub const CONTAINIX_SHIM_BINARY: &str = containerd_config::SHIM_BINARY;
 /// Pod annotations containerd copies into the OCI specs of the containix handler's containers.
-pub const CONTAINIX_POD_ANNOTATIONS: &str = "containix.dev/*";
+pub const CONTAINIX_POD_ANNOTATIONS: &str = containerd_config::POD_ANNOTATIONS;
 /// Environment variable naming the shim binary, overriding the lookup in the target dir.
 pub const SHIM_BINARY_ENV: &str = "CONTAINIX_SHIM_BIN";
 

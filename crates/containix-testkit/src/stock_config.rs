@@ -323,25 +323,22 @@ mod tests {
         }
     }
 
+    fn item_at<'a>(document: &'a DocumentMut, path: &[&str]) -> &'a Item {
+        path.iter().fold(document.as_item(), |item, segment| {
+            item.get(segment)
+                .unwrap_or_else(|| panic!("{path:?} missing"))
+        })
+    }
+
     fn str_at<'a>(document: &'a DocumentMut, path: &[&str]) -> &'a str {
-        let mut item = document.as_item();
-        for segment in path {
-            item = item
-                .get(segment)
-                .unwrap_or_else(|| panic!("{path:?} missing"));
-        }
-        item.as_str()
+        item_at(document, path)
+            .as_str()
             .unwrap_or_else(|| panic!("{path:?} is not a string"))
     }
 
     fn bool_at(document: &DocumentMut, path: &[&str]) -> bool {
-        let mut item = document.as_item();
-        for segment in path {
-            item = item
-                .get(segment)
-                .unwrap_or_else(|| panic!("{path:?} missing"));
-        }
-        item.as_bool()
+        item_at(document, path)
+            .as_bool()
             .unwrap_or_else(|| panic!("{path:?} is not a bool"))
     }
 

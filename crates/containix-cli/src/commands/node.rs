@@ -1,7 +1,7 @@
 //! `containix node install|uninstall`: set up (or remove) containix on a node that is not
 //! NixOS, from a shell on the node or from the installer DaemonSet.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -15,7 +15,8 @@ use containix_core::containerd_config::{
     self, DEFAULT_ADDRESS, DEFAULT_CONFIG_PATH, SHIM_BINARY, version_for_containerd_major,
 };
 use containix_core::node_install::{
-    DEFAULT_SHIM_DIR, NodePaths, NodePlan, NodeState, NodeStep, apply, plan_install, plan_uninstall,
+    DEFAULT_SHIM_DIR, NodePaths, NodePlan, NodeState, NodeStep, apply, plan_install,
+    plan_uninstall, under_root,
 };
 use containix_core::oci_image::{EMPTY_IMAGE_NAME, empty_image};
 use containix_core::policy::DEFAULT_POLICY_PATH;
@@ -221,11 +222,11 @@ fn finish(
         apply(plan)?;
     }
     let restart = if !plan.restart_containerd {
-        "not-needed"
+        ContainerdRestart::NotNeeded
     } else if common.dry_run {
-        "would-restart"
+        ContainerdRestart::WouldRestart
     } else if common.restart == Restart::Never {
-        "needed"
+        ContainerdRestart::Needed
     } else {
         host.run("systemctl", &["restart", &common.containerd_unit])
             .with_context(|| {
@@ -235,7 +236,7 @@ fn finish(
                     common.containerd_unit
                 )
             })?;
-        "restarted"
+        ContainerdRestart::Restarted
     };
     let image = if with_image {
         ensure_empty_image(common, host, paths)?
@@ -249,7 +250,7 @@ fn finish(
             .map(|step| {
                 json!({
                     "action": step.action(),
-                    "path": step_path(step),
+                    "path": step.path(),
                     "detail": step.describe(),
                 })
             })
@@ -259,7 +260,7 @@ fn finish(
             "dry_run": common.dry_run,
             "changed": !plan.is_empty(),
             "steps": steps,
-            "containerd": restart,
+            "containerd": restart.label(),
             "empty_image": image.label(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -270,6 +271,43 @@ fn finish(
         println!("{line}");
     }
     Ok(())
+}
+
+/// What happened to containerd.
+#[derive(Clone, Copy)]
+enum ContainerdRestart {
+    /// Its config did not change.
+    NotNeeded,
+    /// A dry run would restart it.
+    WouldRestart,
+    /// Its config changed and `--restart never` left it to the operator.
+    Needed,
+    /// Restarted with `systemctl`.
+    Restarted,
+}
+
+impl ContainerdRestart {
+    fn label(self) -> &'static str {
+        match self {
+            ContainerdRestart::NotNeeded => "not-needed",
+            ContainerdRestart::WouldRestart => "would-restart",
+            ContainerdRestart::Needed => "needed",
+            ContainerdRestart::Restarted => "restarted",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ContainerdRestart::NotNeeded => "containerd: no restart needed",
+            ContainerdRestart::WouldRestart => "containerd: would be restarted (--restart auto)",
+            ContainerdRestart::Needed => {
+                "containerd: restart it to load its new config (`systemctl restart containerd`)"
+            }
+            ContainerdRestart::Restarted => {
+                "containerd: restarted to load its new config (running containers keep running)"
+            }
+        }
+    }
 }
 
 /// Whether containerd has the empty image pods name.
@@ -319,20 +357,11 @@ fn ensure_empty_image(common: &Common, host: &Host, paths: &NodePaths) -> Result
         Some(address) => address.clone(),
         None => std::fs::read_to_string(&paths.containerd_config)
             .ok()
-            .and_then(|text| containerd_config::check(&text).ok())
-            .and_then(|config| config.grpc_address)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_ADDRESS)),
+            .and_then(|text| containerd_config::grpc_address(&text))
+            .map_or_else(|| PathBuf::from(DEFAULT_ADDRESS), PathBuf::from),
     };
     let seen = match &common.host_root {
-        Some(root) => {
-            NodePaths {
-                containerd_config: address.clone(),
-                ..NodePaths::default()
-            }
-            .under_root(root)?
-            .containerd_config
-        }
+        Some(root) => under_root(root, &address)?,
         None => address.clone(),
     };
     if !seen.exists() {
@@ -377,20 +406,8 @@ fn ensure_empty_image(common: &Common, host: &Host, paths: &NodePaths) -> Result
     Ok(ImageState::Imported(name))
 }
 
-/// The file a step touches.
-fn step_path(step: &NodeStep) -> &Path {
-    match step {
-        NodeStep::InstallShim { to, .. } => to,
-        NodeStep::WritePolicy { path }
-        | NodeStep::WriteContainerdConfig { path, .. }
-        | NodeStep::RemoveContainerdConfig { path, .. }
-        | NodeStep::RemoveShim { path }
-        | NodeStep::RemovePolicy { path } => path,
-    }
-}
-
 /// The human report: what changed (or would), the config diff on a dry run, and containerd.
-fn report(action: &str, common: &Common, plan: &NodePlan, restart: &str) -> String {
+fn report(action: &str, common: &Common, plan: &NodePlan, restart: ContainerdRestart) -> String {
     let mut out = String::new();
     if plan.is_empty() {
         out.push_str(&format!(
@@ -428,16 +445,8 @@ fn report(action: &str, common: &Common, plan: &NodePlan, restart: &str) -> Stri
             }
         }
     }
-    out.push_str(match restart {
-        "restarted" => {
-            "containerd: restarted to load its new config (running containers keep running)\n"
-        }
-        "needed" => {
-            "containerd: restart it to load its new config (`systemctl restart containerd`)\n"
-        }
-        "would-restart" => "containerd: would be restarted (--restart auto)\n",
-        _ => "containerd: no restart needed\n",
-    });
+    out.push_str(restart.describe());
+    out.push('\n');
     out
 }
 

@@ -54,22 +54,24 @@ impl NodePaths {
     /// The same paths seen from a container that has the host's `/` mounted at `root` (the
     /// installer DaemonSet). Every path must be absolute.
     pub fn under_root(&self, root: &Path) -> Result<NodePaths, NodeInstallError> {
-        let rebase = |path: &Path| -> Result<PathBuf, NodeInstallError> {
-            if !path.is_absolute() {
-                return Err(NodeInstallError::RelativePath(path.to_owned()));
-            }
-            let relative: PathBuf = path
-                .components()
-                .filter(|c| !matches!(c, Component::RootDir))
-                .collect();
-            Ok(root.join(relative))
-        };
         Ok(NodePaths {
-            containerd_config: rebase(&self.containerd_config)?,
-            shim_dir: rebase(&self.shim_dir)?,
-            policy: rebase(&self.policy)?,
+            containerd_config: under_root(root, &self.containerd_config)?,
+            shim_dir: under_root(root, &self.shim_dir)?,
+            policy: under_root(root, &self.policy)?,
         })
     }
+}
+
+/// The absolute node path `path` as seen from a container with the host's `/` at `root`.
+pub fn under_root(root: &Path, path: &Path) -> Result<PathBuf, NodeInstallError> {
+    if !path.is_absolute() {
+        return Err(NodeInstallError::RelativePath(path.to_owned()));
+    }
+    let relative: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir))
+        .collect();
+    Ok(root.join(relative))
 }
 
 /// How the installed shim compares with the one to install.
@@ -171,15 +173,15 @@ fn same_contents(a: &Path, b: &Path) -> Result<bool, NodeInstallError> {
     if length(&file_a, a)? != length(&file_b, b)? {
         return Ok(false);
     }
+    let read = |file: &mut std::fs::File, buf: &mut [u8], path: &Path| {
+        read_full(file, buf).map_err(|source| NodeInstallError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
     let mut chunk_a = vec![0u8; 1 << 16];
     let mut chunk_b = vec![0u8; 1 << 16];
     loop {
-        let read = |file: &mut std::fs::File, buf: &mut [u8], path: &Path| {
-            read_full(file, buf).map_err(|source| NodeInstallError::Read {
-                path: path.to_owned(),
-                source,
-            })
-        };
         let n = read(&mut file_a, &mut chunk_a, a)?;
         let m = read(&mut file_b, &mut chunk_b, b)?;
         if n != m || chunk_a[..n] != chunk_b[..m] {

@@ -1,6 +1,6 @@
 //! Deciding what an install or uninstall changes, from what the node looks like. Pure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{NodeInstallError, NodePaths, NodeState, ShimState};
 use crate::containerd_config::{add_handler, remove_handler};
@@ -74,6 +74,18 @@ impl NodeStep {
         }
     }
 
+    /// The file the step writes or removes.
+    pub fn path(&self) -> &Path {
+        match self {
+            NodeStep::InstallShim { to, .. } => to,
+            NodeStep::WritePolicy { path }
+            | NodeStep::WriteContainerdConfig { path, .. }
+            | NodeStep::RemoveContainerdConfig { path, .. }
+            | NodeStep::RemoveShim { path }
+            | NodeStep::RemovePolicy { path } => path,
+        }
+    }
+
     /// A short machine-readable name of the step.
     pub fn action(&self) -> &'static str {
         match self {
@@ -110,7 +122,7 @@ impl NodePlan {
 pub fn plan_install(
     paths: &NodePaths,
     state: &NodeState,
-    shim_source: &std::path::Path,
+    shim_source: &Path,
     new_file_version: i64,
 ) -> Result<NodePlan, NodeInstallError> {
     let mut plan = NodePlan::default();
@@ -185,8 +197,6 @@ pub fn plan_uninstall(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use proptest::prelude::*;
 
     use super::*;
