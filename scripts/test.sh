@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 scripts/setup-node.sh
 if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 
+# One build from scratch: incremental caches would only double the target directory on disk.
+export CARGO_INCREMENTAL=0
+
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "format"
