@@ -25,9 +25,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Debian's nix-bin ships a systemd unit; without systemd as PID 1 the harness starts the daemon.
-# The build users the daemon needs come with the package (group nixbld).
-getent group nixbld >/dev/null || { log "group nixbld is missing after installing nix-bin"; exit 1; }
+# Debian's nix-bin ships neither the daemon's unit nor its build users: both come with
+# nix-setup-systemd, a recommends that pulls in systemd, which does not run here (the harness starts
+# the daemon itself). Create what that package's postinst would: the groups, ten build users, and
+# the daemon socket's directory.
+getent group nixbld >/dev/null || log "creating the nixbld group and its build users"
+groupadd --force --system nix-users
+groupadd --force --system nixbld
+for n in $(seq 1 10); do
+    id "nixbld$n" >/dev/null 2>&1 || useradd --system --comment "Nix build user $n" \
+        --home-dir /var/empty --gid nixbld --groups nixbld --no-user-group \
+        --shell /usr/sbin/nologin "nixbld$n"
+done
+install -d -m 0770 -g nix-users /nix/var/nix/daemon-socket
+install -d -m 1777 /nix/var/nix/gcroots/per-user /nix/var/nix/profiles/per-user
 
 # Rust: the workspace needs edition 2024 (Rust >= 1.88). Debian 12's cargo is too old, so use rustup's.
 if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
