@@ -111,7 +111,7 @@ pub struct InstallArgs {
 pub struct UninstallArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Also remove the node policy file.
+    /// Also remove the node policy file, and its directory once empty.
     #[arg(long)]
     pub purge: bool,
     /// After uninstalling, keep running until SIGTERM or SIGINT (the uninstall DaemonSet).

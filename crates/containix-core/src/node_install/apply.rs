@@ -31,9 +31,19 @@ fn apply_step(step: &NodeStep) -> Result<(), NodeInstallError> {
         NodeStep::WriteContainerdConfig { path, after, .. } => {
             replace_file(path, after.as_bytes(), 0o644)
         }
-        NodeStep::RemoveContainerdConfig { path, .. }
-        | NodeStep::RemoveShim { path }
-        | NodeStep::RemovePolicy { path } => remove_file(path),
+        NodeStep::RemoveContainerdConfig { path, .. } | NodeStep::RemoveShim { path } => {
+            remove_file(path)
+        }
+        NodeStep::RemovePolicy { path } => {
+            remove_file(path)?;
+            // A `containix` directory (`/etc/containix`) is ours: purge it too once it is empty.
+            // Anything the operator put there keeps it, so a refusal is not an error. A policy
+            // named elsewhere (`--policy /etc/node.toml`) lives in a directory that is not ours.
+            if let Some(dir) = path.parent().filter(|dir| dir.ends_with("containix")) {
+                let _ = std::fs::remove_dir(dir);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -190,6 +200,29 @@ mod tests {
                 "dist/containerd-shim-containix-v1",
                 "etc/containerd/config.toml"
             ]
+        );
+        assert!(!dir.path().join("etc/containix").exists(), "purged");
+        assert!(
+            paths.shim_dir.is_dir(),
+            "the shim's directory is the host's"
+        );
+    }
+
+    #[test]
+    fn purging_a_policy_outside_a_containix_directory_keeps_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("etc/node");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let policy = elsewhere.join("policy.toml");
+        std::fs::write(&policy, DOCUMENTED_DEFAULTS).unwrap();
+        apply_step(&NodeStep::RemovePolicy {
+            path: policy.clone(),
+        })
+        .unwrap();
+        assert!(!policy.exists());
+        assert!(
+            elsewhere.is_dir(),
+            "an empty directory not named containix stays"
         );
     }
 
