@@ -27,28 +27,12 @@ use containix_testkit::containerd::{Containerd, ContainerdOptions};
 use containix_testkit::cri::{ContainerLog, ContainerSpec, PodSandboxSpec};
 use containix_testkit::fixtures::{Built, Fixture};
 use containix_testkit::nix_daemon::NixDaemon;
+use containix_tests::csi_bin;
 use tonic::Code;
 
-/// Environment variable naming the plugin binary, overriding the lookup in the target dir.
-const CSI_BINARY_ENV: &str = "CONTAINIX_CSI_BIN";
 const NODE_ID: &str = "test-node";
 /// A hang guard for start-up and shutdown, not a performance assertion.
 const HANG_GUARD: Duration = Duration::from_secs(60);
-
-fn find_csi_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os(CSI_BINARY_ENV) {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("containix-csi"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("containix-csi not found next to {exe:?}; run `cargo build -p containix-csi`")
-        })
-}
 
 /// A running plugin process and its directory (socket, state, policy).
 struct Plugin {
@@ -89,7 +73,7 @@ impl Plugin {
         )
         .unwrap();
         let socket = dir.join("csi.sock");
-        let child = Command::new(find_csi_binary())
+        let child = Command::new(csi_bin())
             .arg("--endpoint")
             .arg(format!("unix://{}", socket.display()))
             .arg("--node-id")

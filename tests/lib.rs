@@ -15,16 +15,29 @@ use containix_testkit::nix_cli::NixCommand;
 /// The built `containix` CLI: `$CONTAINIX_BIN`, else the binary in this test executable's
 /// target dir (`cargo build --workspace --bins` puts it there).
 pub fn containix_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("CONTAINIX_BIN") {
+    workspace_bin("containix", "CONTAINIX_BIN")
+}
+
+/// The built CSI plugin: `$CONTAINIX_CSI_BIN`, else the binary in the target dir.
+pub fn csi_bin() -> PathBuf {
+    workspace_bin("containix-csi", "CONTAINIX_CSI_BIN")
+}
+
+/// A binary of the workspace: `$env_var` if set, else `name` next to this test executable's
+/// target dir.
+fn workspace_bin(name: &str, env_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().unwrap();
     exe.ancestors()
         .skip(1)
         .take(2)
-        .map(|dir| dir.join("containix"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .expect("the containix binary is built (cargo build -p containix-cli)")
+        .unwrap_or_else(|| {
+            panic!("{name} not found next to {exe:?}; run `cargo build --workspace --bins`")
+        })
 }
 
 /// Hang guard for things that should happen promptly; not a performance assertion.
