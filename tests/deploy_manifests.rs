@@ -1,12 +1,13 @@
 //! The deploy manifests stay in step with the binaries: every `command:` of the installer
-//! DaemonSets is a `containix` invocation the CLI accepts, and the RuntimeClass names the handler
-//! the installer registers. Run `cargo build -p containix-cli` first.
+//! DaemonSets is a `containix` invocation the CLI accepts, the CSI plugin accepts its `args:` and
+//! starts without the optional policy ConfigMap, and the RuntimeClass names the handler the
+//! installer registers. Run `cargo build --workspace --bins` first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use containix_core::containerd_config::HANDLER;
-use containix_tests::containix_bin;
+use containix_tests::{containix_bin, csi_bin};
 
 fn deploy(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -52,6 +53,50 @@ fn installer_commands_are_accepted_by_the_cli() {
             "{file}"
         );
     }
+}
+
+/// The `args:` block list of the container named `container` in a manifest.
+fn container_args(path: &Path, container: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text
+        .lines()
+        .skip_while(|line| line.trim() != format!("- name: {container}"))
+        .skip_while(|line| line.trim() != "args:");
+    let header = lines.next().expect("the container has args");
+    let indent = header.len() - header.trim_start().len();
+    lines
+        .take_while(|line| line.len() - line.trim_start().len() > indent)
+        .filter_map(|line| line.trim().strip_prefix("- "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn csi_plugin_accepts_its_args_and_needs_no_policy_file() {
+    let manifest = deploy("csi/daemonset.yaml");
+    let args = container_args(&manifest, "containix-csi");
+    assert!(
+        args.iter().any(|arg| arg.starts_with("--endpoint=")),
+        "{args:?}"
+    );
+    let output = Command::new(csi_bin())
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?} is refused: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The policy comes from an optional ConfigMap: a missing one must mean the defaults, which
+    // the plugin only falls back to when no --config names the file.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("name: containix-node-policy\n            optional: true"));
+    assert!(
+        !args.iter().any(|arg| arg.starts_with("--config")),
+        "{args:?}"
+    );
 }
 
 #[test]
