@@ -1,6 +1,6 @@
 //! The deploy manifests stay in step with the binaries: every `command:` of the installer
 //! DaemonSets is a `containix` invocation the CLI accepts, the CSI plugin accepts its `args:` and
-//! starts without the optional policy ConfigMap, and the RuntimeClass names the handler the
+//! none of them insists on the policy file that the optional ConfigMap may not provide, and the RuntimeClass names the handler the
 //! installer registers. Run `cargo build --workspace --bins` first.
 
 use std::path::{Path, PathBuf};
@@ -25,6 +25,21 @@ fn commands(path: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Asserts that `binary` accepts `args`: clap validates every flag before it acts on `--help`.
+fn assert_accepts(binary: &Path, args: &[String], file: &str) {
+    let output = Command::new(binary)
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{file}: {args:?} is refused by {}: {}",
+        binary.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn installer_commands_are_accepted_by_the_cli() {
     for (file, subcommand) in [
@@ -36,17 +51,7 @@ fn installer_commands_are_accepted_by_the_cli() {
         let command = &commands[0];
         assert_eq!(command[..3], ["containix", "node", subcommand], "{file}");
         assert!(command.contains(&"--host-root".to_owned()), "{file}");
-        // clap validates every flag before it acts on --help.
-        let output = Command::new(containix_bin())
-            .args(&command[1..])
-            .arg("--help")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{file}: {command:?} is refused: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_accepts(&containix_bin(), &command[1..], file);
         let text = std::fs::read_to_string(deploy(file)).unwrap();
         assert!(
             text.contains("hostPID: true") && text.contains("privileged: true"),
@@ -79,16 +84,7 @@ fn csi_plugin_accepts_its_args_and_needs_no_policy_file() {
         args.iter().any(|arg| arg.starts_with("--endpoint=")),
         "{args:?}"
     );
-    let output = Command::new(csi_bin())
-        .args(&args)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?} is refused: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_accepts(&csi_bin(), &args, "csi/daemonset.yaml");
     // The policy comes from an optional ConfigMap: a missing one must mean the defaults, which
     // the plugin only falls back to when no --config names the file.
     let text = std::fs::read_to_string(&manifest).unwrap();
