@@ -94,15 +94,23 @@ async fn doctor_passes_a_ready_node_and_names_what_is_broken() {
 
     let ready = doctor(&config, &layout.bin(), daemon.socket_path(), &policy);
     let broken = doctor(&broken_config, &layout.bin(), daemon.socket_path(), &policy);
+    // The doctor searches the running containerd's PATH, not its own: a shell without the
+    // shim's directory still finds it, and taking the shim off containerd's PATH fails.
     let empty_dir = scratch.path().join("no-shim");
     std::fs::create_dir(&empty_dir).unwrap();
-    let no_shim = doctor(&config, &empty_dir, daemon.socket_path(), &policy);
+    let shell_without_shim = doctor(&config, &empty_dir, daemon.socket_path(), &policy);
+    let shim_link = layout.bin().join("containerd-shim-containix-v1");
+    let shim_target = std::fs::read_link(&shim_link).unwrap();
+    std::fs::remove_file(&shim_link).unwrap();
+    let no_shim = doctor(&config, &layout.bin(), daemon.socket_path(), &policy);
+    std::os::unix::fs::symlink(&shim_target, &shim_link).unwrap();
     let no_daemon = doctor(
         &config,
         &layout.bin(),
         &scratch.path().join("no-daemon.sock"),
         &policy,
     );
+    let containerd_pid = node.pid().expect("containerd runs");
     let report = node.stop().await.unwrap();
     assert!(report.is_clean(), "{report:?}");
 
@@ -122,11 +130,15 @@ async fn doctor_passes_a_ready_node_and_names_what_is_broken() {
         assert_eq!(status, "pass", "{name}: {detail}");
     }
     assert!(check(&ready_checks, "nix-daemon").2.contains("Nix 2.8"));
+    let shim_detail = &check(&ready_checks, "shim").2;
     assert!(
-        check(&ready_checks, "shim")
-            .2
-            .contains(&layout.bin().display().to_string())
+        shim_detail.contains(&layout.bin().display().to_string())
+            && shim_detail.contains(&format!("PATH: containerd's (pid {containerd_pid})")),
+        "{shim_detail}"
     );
+    let (_, status, detail, _) = check(&checks(&shell_without_shim), "shim").clone();
+    assert_eq!(status, "pass", "{detail}");
+    assert_eq!(shell_without_shim.status.code(), Some(0));
     assert!(
         check(&ready_checks, "node policy")
             .2
@@ -157,7 +169,11 @@ async fn doctor_passes_a_ready_node_and_names_what_is_broken() {
     let (_, status, detail, fix) = check(&no_shim_checks, "shim");
     assert_eq!(status, "fail");
     assert!(
-        detail.contains("containerd-shim-containix-v1 is not on PATH"),
+        detail.contains(&format!(
+            "containerd-shim-containix-v1 is not on PATH: containerd (pid {containerd_pid}) \
+             looks in {}:",
+            layout.bin().display()
+        )),
         "{detail}"
     );
     assert!(fix.contains("containix node install"), "{fix}");

@@ -659,6 +659,11 @@ impl Containerd {
         &self.layout
     }
 
+    /// The containerd process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
+    }
+
     /// The gRPC socket (containerd API and CRI), e.g. for `ctr --address`.
     pub fn socket(&self) -> PathBuf {
         self.layout.socket()

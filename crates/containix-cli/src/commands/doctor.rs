@@ -15,8 +15,9 @@ use containix_core::containerd_config::DEFAULT_CONFIG_PATH;
 ///
 /// Checks the nix-daemon (handshake, protocol and Nix version, trust), Nix's substituters and
 /// keys, containerd (version, the `containix` runtime handler in its config, its socket), runc,
-/// the shim on PATH, cgroups, the node policy, free space of the store and state dir, and
-/// whether CRI must restrict oom_score_adj on this host. Each failing check prints a fix.
+/// the shim on the running containerd's PATH, cgroups, the node policy, free space of the store
+/// and state dir, and whether CRI must restrict oom_score_adj on this host. Each failing check
+/// prints a fix.
 #[derive(clap::Args)]
 #[command(after_help = format!(
     "Examples:\n  containix doctor\n  containix doctor --json --containerd-config /etc/containerd/config.toml\n\n\

@@ -19,7 +19,7 @@ pub struct Facts {
     pub containerd_socket: (PathBuf, Result<(), String>),
     /// The output of `runc --version`, or why it could not be run.
     pub runc_version: Result<String, String>,
-    /// The shim binary found on PATH and what `-v` printed.
+    /// The shim binary found where containerd looks and what `-v` printed.
     pub shim: ShimFacts,
     /// Whether the unified cgroup v2 hierarchy is mounted at /sys/fs/cgroup.
     pub cgroup_v2: bool,
@@ -65,10 +65,10 @@ pub struct NixSettings {
 /// The shim binary containerd runs for the containix handler.
 #[derive(Debug, Clone)]
 pub enum ShimFacts {
-    /// Not on PATH.
+    /// In none of the directories searched.
     NotFound {
-        /// The PATH searched.
-        path_var: String,
+        /// Where it was looked for.
+        searched: ShimSearch,
     },
     /// Found; `version` is what `-v` printed, or why it failed.
     Found {
@@ -76,7 +76,35 @@ pub enum ShimFacts {
         binary: PathBuf,
         /// Its version output.
         version: Result<String, String>,
+        /// Where it was looked for.
+        searched: ShimSearch,
     },
+}
+
+/// Whose directories the shim was looked for in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShimSearch {
+    /// The running containerd's: its `PATH`, then its executable's directory.
+    Containerd {
+        /// containerd's process id.
+        pid: u32,
+        /// The directories, in containerd's order.
+        dirs: Vec<PathBuf>,
+    },
+    /// No running containerd was found on the socket: the doctor's own `PATH`.
+    OwnPath {
+        /// The directories of `PATH`.
+        dirs: Vec<PathBuf>,
+    },
+}
+
+impl ShimSearch {
+    /// The directories searched, in order.
+    pub fn dirs(&self) -> &[PathBuf] {
+        match self {
+            ShimSearch::Containerd { dirs, .. } | ShimSearch::OwnPath { dirs } => dirs,
+        }
+    }
 }
 
 /// The parts of the node policy the checks use.

@@ -10,8 +10,9 @@ use std::time::Duration;
 use containix_core::daemon::DaemonClient;
 use containix_core::policy::NodePolicy;
 
+use super::containerd_process;
 use super::facts::{
-    DaemonFacts, DaemonSummary, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts,
+    DaemonFacts, DaemonSummary, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts, ShimSearch,
 };
 use super::tool_output;
 use containix_core::containerd_config::{self, DEFAULT_ADDRESS, SHIM_BINARY};
@@ -62,9 +63,9 @@ pub fn gather(target: &ContainerdTarget) -> Facts {
         nix_settings: nix_settings(&nix_command),
         containerd_version: output("containerd", ["--version"]),
         containerd_config: (target.config.clone(), config_text),
-        containerd_socket: (socket, socket_connect),
         runc_version: output("runc", ["--version"]),
-        shim: shim(),
+        shim: shim(&socket),
+        containerd_socket: (socket, socket_connect),
         cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
         policy: policy
             .map(|policy| PolicyFacts {
@@ -134,18 +135,29 @@ where
     }
 }
 
-fn shim() -> ShimFacts {
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path_var)
+/// Looks for the shim where the containerd on `socket` will (its `PATH`, then its own
+/// directory), or on this process's `PATH` when no running containerd is found.
+fn shim(socket: &Path) -> ShimFacts {
+    let searched = match containerd_process::find(socket) {
+        Some(process) => ShimSearch::Containerd {
+            pid: process.pid,
+            dirs: process.shim_dirs(),
+        },
+        None => ShimSearch::OwnPath {
+            dirs: std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect(),
+        },
+    };
+    let found = searched
+        .dirs()
+        .iter()
         .map(|dir| dir.join(SHIM_BINARY))
         .find(|candidate| is_executable(candidate));
     match found {
-        None => ShimFacts::NotFound {
-            path_var: path_var.to_string_lossy().into_owned(),
-        },
+        None => ShimFacts::NotFound { searched },
         Some(binary) => ShimFacts::Found {
             version: output(&binary, ["-v"]),
             binary,
+            searched,
         },
     }
 }

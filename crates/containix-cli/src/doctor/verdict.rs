@@ -1,9 +1,13 @@
 //! Judging the facts: every check's status, what was found and the fix. Pure.
 
+use std::path::PathBuf;
+
 use containix_core::daemon::TrustStatus;
 
 use super::check::CheckResult;
-use super::facts::{DaemonFacts, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts};
+use super::facts::{
+    DaemonFacts, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts, ShimSearch,
+};
 use super::tool_output;
 use containix_core::containerd_config::{self, ContainerdConfig};
 
@@ -180,33 +184,63 @@ fn shim(facts: &ShimFacts) -> CheckResult {
     const NAME: &str = "shim";
     let binary = containerd_config::SHIM_BINARY;
     match facts {
-        ShimFacts::NotFound { path_var } => CheckResult::fail(
-            NAME,
-            format!("{binary} is not on PATH ({path_var})"),
-            format!(
-                "run `containix node install` (puts {binary} into /usr/local/bin), or install it \
-                 into another directory on containerd's PATH"
-            ),
-        ),
+        ShimFacts::NotFound { searched } => {
+            let dirs = joined(searched.dirs());
+            let detail = match searched {
+                ShimSearch::Containerd { pid, .. } => {
+                    format!("{binary} is not on PATH: containerd (pid {pid}) looks in {dirs}")
+                }
+                ShimSearch::OwnPath { .. } => format!(
+                    "{binary} is not on PATH ({dirs}; no running containerd was found on its \
+                     socket, so this shell's PATH was searched)"
+                ),
+            };
+            CheckResult::fail(
+                NAME,
+                detail,
+                format!(
+                    "run `containix node install` (puts {binary} into /usr/local/bin), or \
+                     install it into another directory on containerd's PATH"
+                ),
+            )
+        }
         ShimFacts::Found {
             binary: path,
             version,
-        } => match version.as_ref().map(|out| tool_output::shim_version(out)) {
-            Ok(Some(version)) => {
-                CheckResult::pass(NAME, format!("{} version {version}", path.display()))
+            searched,
+        } => {
+            let whose = match searched {
+                ShimSearch::Containerd { pid, .. } => format!("containerd's (pid {pid})"),
+                ShimSearch::OwnPath { .. } => {
+                    "this shell's; containerd was not found running".to_owned()
+                }
+            };
+            match version.as_ref().map(|out| tool_output::shim_version(out)) {
+                Ok(Some(version)) => CheckResult::pass(
+                    NAME,
+                    format!("{} version {version} (PATH: {whose})", path.display()),
+                ),
+                Ok(None) => CheckResult::fail(
+                    NAME,
+                    format!("{}: `-v` printed nothing", path.display()),
+                    format!("reinstall {binary} from this containix release"),
+                ),
+                Err(err) => CheckResult::fail(
+                    NAME,
+                    format!("{}: `-v` failed: {err}", path.display()),
+                    format!("reinstall {binary} from this containix release"),
+                ),
             }
-            Ok(None) => CheckResult::fail(
-                NAME,
-                format!("{}: `-v` printed nothing", path.display()),
-                format!("reinstall {binary} from this containix release"),
-            ),
-            Err(err) => CheckResult::fail(
-                NAME,
-                format!("{}: `-v` failed: {err}", path.display()),
-                format!("reinstall {binary} from this containix release"),
-            ),
-        },
+        }
     }
+}
+
+/// Directories as a `PATH`-style list.
+fn joined(dirs: &[PathBuf]) -> String {
+    std::env::join_paths(dirs).map_or_else(
+        |_| format!("{dirs:?}"),
+        |path| path.to_string_lossy().into_owned(),
+    )
 }
 
 fn cgroups(v2: bool) -> CheckResult {
@@ -301,7 +335,6 @@ fn human(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::super::check::{Status, blocks_pods};
     use super::super::facts::DaemonSummary;
@@ -344,6 +377,10 @@ version = 2
             shim: ShimFacts::Found {
                 binary: PathBuf::from("/usr/local/bin/containerd-shim-containix-v1"),
                 version: Ok("containerd-shim-containix-v1 0.1.0\n".into()),
+                searched: ShimSearch::Containerd {
+                    pid: 4242,
+                    dirs: vec![PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")],
+                },
             },
             cgroup_v2: true,
             policy: Ok(PolicyFacts {
@@ -437,7 +474,10 @@ version = 2
         facts.containerd_version = Err("cannot run containerd: not found".into());
         facts.runc_version = Err("cannot run runc: not found".into());
         facts.shim = ShimFacts::NotFound {
-            path_var: "/usr/bin".into(),
+            searched: ShimSearch::Containerd {
+                pid: 4242,
+                dirs: vec![PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")],
+            },
         };
         facts.containerd_socket.1 = Err("connection refused".into());
         facts.policy = Err("node policy /etc/containix/config.toml: unknown field `x`".into());
@@ -452,6 +492,54 @@ version = 2
             assert_eq!(find(&results, name).status, Status::Fail, "{name}");
         }
         assert!(find(&results, "node policy").detail.contains("config.toml"));
+    }
+
+    #[test]
+    fn the_shim_check_says_whose_path_was_searched() {
+        let results = evaluate(&healthy());
+        let found = find(&results, "shim");
+        assert!(
+            found.detail.contains("PATH: containerd's (pid 4242)"),
+            "{found:?}"
+        );
+
+        let mut facts = healthy();
+        facts.shim = ShimFacts::NotFound {
+            searched: ShimSearch::Containerd {
+                pid: 4242,
+                dirs: vec![PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")],
+            },
+        };
+        let missing = evaluate(&facts);
+        let missing = find(&missing, "shim");
+        assert_eq!(
+            missing.detail,
+            "containerd-shim-containix-v1 is not on PATH: containerd (pid 4242) looks in \
+             /usr/sbin:/usr/bin"
+        );
+        assert!(
+            missing
+                .fix
+                .as_ref()
+                .unwrap()
+                .contains("containix node install")
+        );
+
+        facts.shim = ShimFacts::NotFound {
+            searched: ShimSearch::OwnPath {
+                dirs: vec![PathBuf::from("/bin")],
+            },
+        };
+        let own = evaluate(&facts);
+        let own = find(&own, "shim");
+        assert!(
+            own.detail.contains("(/bin; no running containerd"),
+            "{own:?}"
+        );
+        assert!(
+            own.detail.contains("this shell's PATH was searched"),
+            "{own:?}"
+        );
     }
 
     #[test]
