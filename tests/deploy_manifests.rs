@@ -1,7 +1,8 @@
 //! The deploy manifests stay in step with the binaries: every `command:` of the installer
 //! DaemonSets is a `containix` invocation the CLI accepts, the CSI plugin accepts its `args:` and
-//! none of them insists on the policy file that the optional ConfigMap may not provide, and the RuntimeClass names the handler the
-//! installer registers. Run `cargo build --workspace --bins` first.
+//! none of them insists on the policy file that the optional ConfigMap may not provide, and the
+//! RuntimeClass names the handler the installer registers. Run `cargo build --workspace --bins`
+//! first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

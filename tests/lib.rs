@@ -11,6 +11,7 @@ use containix_core::closure::Closure;
 use containix_core::store_path::StorePath;
 use containix_testkit::containerd::{Containerd, instance_processes, mounts_under};
 use containix_testkit::nix_cli::NixCommand;
+use containix_testkit::workspace_binary::find_workspace_binary;
 
 /// The built `containix` CLI: `$CONTAINIX_BIN`, else the binary in this test executable's
 /// target dir (`cargo build --workspace --bins` puts it there).
@@ -23,21 +24,11 @@ pub fn csi_bin() -> PathBuf {
     workspace_bin("containix-csi", "CONTAINIX_CSI_BIN")
 }
 
-/// A binary of the workspace: `$env_var` if set, else `name` next to this test executable's
-/// target dir.
+/// A binary of the workspace ([`find_workspace_binary`]), which the test cannot do without.
 fn workspace_bin(name: &str, env_var: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(env_var) {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} not found next to {exe:?}; run `cargo build --workspace --bins`")
-        })
+    find_workspace_binary(name, env_var).unwrap_or_else(|| {
+        panic!("{name} not found in the target dir; run `cargo build --workspace --bins`")
+    })
 }
 
 /// Hang guard for things that should happen promptly; not a performance assertion.

@@ -31,6 +31,7 @@ use nix::unistd::Pid;
 use crate::cri::{CriClient, CriError};
 use crate::images::{self, ImageError};
 use crate::stock_config::{self, StockConfigError};
+use crate::workspace_binary::find_workspace_binary;
 
 /// The CRI runtime handler (RuntimeClass `handler`) that runs containix pods.
 pub const CONTAINIX_RUNTIME_HANDLER: &str = containerd_config::HANDLER;
@@ -171,21 +172,10 @@ impl Default for ContainerdOptions {
     }
 }
 
-/// Finds the built `containerd-shim-containix-v1`.
-///
-/// `$CONTAINIX_SHIM_BIN` wins. Otherwise the shim is looked up in the cargo target dir the
-/// running executable was built into (`target/<profile>/`, the parent of `deps/` for test
-/// binaries), which holds it after `cargo build -p containix-shim` (or a workspace build).
+/// Finds the built `containerd-shim-containix-v1`: `$CONTAINIX_SHIM_BIN`, else the cargo target
+/// dir's, after `cargo build -p containix-shim` (or a workspace build).
 pub fn find_shim_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(SHIM_BINARY_ENV) {
-        return Some(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().ok()?;
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join(CONTAINIX_SHIM_BINARY))
-        .find(|candidate| candidate.is_file())
+    find_workspace_binary(CONTAINIX_SHIM_BINARY, SHIM_BINARY_ENV)
 }
 
 /// Where everything of one instance lives, all under one directory.

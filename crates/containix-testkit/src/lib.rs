@@ -12,5 +12,6 @@ pub mod nix_daemon;
 pub mod packages;
 pub mod stock_config;
 pub mod synthetic_store;
+pub mod workspace_binary;
 
 pub use error::{Error, Result};
