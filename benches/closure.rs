@@ -21,10 +21,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use containix_benches::{Samples, Summary};
-use containix_core::closure::Closure;
-use containix_core::closure_query::query_closure;
-use containix_core::daemon::DaemonClient;
-use containix_core::store_path::StorePath;
+use containix_core::store::closure::Closure;
+use containix_core::store::closure_query::query_closure;
+use containix_core::store::daemon::DaemonClient;
+use containix_core::store::store_path::StorePath;
 use containix_testkit::nix_daemon::NixDaemon;
 use containix_testkit::synthetic_store::SyntheticGraph;
 use criterion::{Criterion, Throughput};

@@ -31,11 +31,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use containix_benches::{Samples, Summary, format_duration};
-use containix_core::closure_mount::SyscallMounter;
-use containix_core::gc_roots::GcRoots;
-use containix_core::policy::NodePolicy;
-use containix_core::resolver::Resolver;
-use containix_core::volume_attributes::{STORE_PATHS, VolumeAttributes};
+use containix_core::assemble::closure_mount::SyscallMounter;
+use containix_core::request::policy::NodePolicy;
+use containix_core::request::volume_attributes::{STORE_PATHS, VolumeAttributes};
+use containix_core::resolve::Resolver;
+use containix_core::store::gc_roots::GcRoots;
 use containix_csi::publish::{PublishRequest, Publisher};
 use containix_testkit::nix_daemon::NixDaemon;
 use containix_testkit::synthetic_store::SyntheticGraph;

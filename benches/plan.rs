@@ -17,13 +17,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use containix_benches::{Samples, Summary, format_duration};
-use containix_core::closure::Closure;
-use containix_core::nix32;
-use containix_core::path_info::PathInfo;
-use containix_core::plan::{ImageKind, PlanInput, apply, plan};
-use containix_core::resolved::Resolved;
-use containix_core::store_path::StorePath;
-use containix_core::store_view::MemoryStore;
+use containix_core::assemble::plan::{ImageKind, PlanInput, apply, plan};
+use containix_core::assemble::store_facts::MemoryStore;
+use containix_core::resolve::resolved::Resolved;
+use containix_core::store::closure::Closure;
+use containix_core::store::nix32;
+use containix_core::store::path_info::PathInfo;
+use containix_core::store::store_path::StorePath;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use oci_spec::runtime::Spec;
 

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use containix_benches::{Samples, Summary};
-use containix_core::oci_image::{EMPTY_IMAGE_NAME, ImageLayer, LayerEntry, OciImageBuilder};
+use containix_core::image::oci_image::{EMPTY_IMAGE_NAME, ImageLayer, LayerEntry, OciImageBuilder};
 use containix_testkit::containerd::{
     CONTAINIX_RUNTIME_HANDLER, CONTAINIX_SHIM_BINARY, Containerd, ContainerdOptions,
 };
@@ -202,7 +202,10 @@ fn locked_flake_ref(hello: &Built) -> Option<String> {
 
 /// The baseline image: `store_paths` copied into one layer at the same paths, entrypoint
 /// `program`.
-fn closure_image(store_paths: &[PathBuf], program: &Path) -> containix_core::oci_image::OciImage {
+fn closure_image(
+    store_paths: &[PathBuf],
+    program: &Path,
+) -> containix_core::image::oci_image::OciImage {
     let mut layer = ImageLayer::new()
         .with(LayerEntry::directory("etc", 0o755))
         .with(LayerEntry::directory("tmp", 0o1777))

@@ -6,7 +6,7 @@
 # `nix-instantiate --eval` and hands the result to containix's own policy parser.
 let
   # Module option name -> policy key. The keys are exactly those the policy parser accepts
-  # (crates/containix-core/src/policy.rs); an unknown key makes containix refuse the file.
+  # (crates/containix-core/src/request/policy.rs); an unknown key makes containix refuse the file.
   keys = {
     allowedFlakePrefixes = "allowed-flake-prefixes";
     realise = "realise";

@@ -18,6 +18,8 @@ step "format"
 cargo fmt --all -- --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "API docs (no broken links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --locked
 step "binaries (the test node puts the shim on containerd's PATH)"
 cargo build --workspace --bins --locked
 step "tests"

@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use containix_core::container_step::{
+use containix_core::assemble::container_step::{
     CONTAINER_NAME_ANNOTATION, CONTAINER_TYPE_ANNOTATION, ContainerStep, Outcome, PassthroughReason,
 };
-use containix_core::plan::ImageKind;
-use containix_core::policy::NodePolicy;
+use containix_core::assemble::plan::ImageKind;
+use containix_core::request::policy::NodePolicy;
 use containix_testkit::fixtures::{self, Built};
 use containix_testkit::nix_daemon::NixDaemon;
 

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use containix_core::oci_image::EMPTY_IMAGE_NAME;
+use containix_core::image::oci_image::EMPTY_IMAGE_NAME;
 use containix_testkit::containerd::{CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions};
 use containix_testkit::cri::proto::{self, ContainerState};
 use containix_testkit::cri::{ContainerLog, ContainerSpec, CriClient, PodSandboxSpec};

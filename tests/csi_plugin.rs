@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use containix_core::daemon::DaemonClient;
+use containix_core::store::daemon::DaemonClient;
 use containix_csi::client::{CsiClient, connect};
 use containix_csi::proto::node_service_capability::{Rpc, Type as CapabilityType, rpc};
 use containix_csi::proto::volume_capability::{AccessMode, AccessType, MountVolume, access_mode};

@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use containix_core::closure_query::{ClosureQueryError, query_closure};
-use containix_core::daemon::{
+use containix_core::store::closure_query::{ClosureQueryError, query_closure};
+use containix_core::store::daemon::{
     BuildMode, BuildStatus, DaemonClient, DaemonError, DaemonOptions, DerivedPath, ProtocolVersion,
 };
-use containix_core::store_path::StorePath;
+use containix_core::store::store_path::StorePath;
 
 /// The socket of the daemon under test.
 fn daemon_socket() -> PathBuf {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use containix_core::containerd_config::HANDLER;
+use containix_core::node::containerd_config::HANDLER;
 use containix_tests::{containix_bin, csi_bin};
 
 fn deploy(relative: &str) -> PathBuf {

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use containix_core::annotations::PodAnnotations;
-use containix_core::request::Source;
+use containix_core::request::annotations::PodAnnotations;
+use containix_core::request::container_request::Source;
 
 /// The `metadata.annotations` and container names of a manifest in the simple layout the
 /// examples use (two-space indentation, one `key: "value"` per line).

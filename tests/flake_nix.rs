@@ -10,7 +10,7 @@ use std::process::Command;
 
 use containix_testkit::fixtures::repo_root;
 
-use containix_core::policy::{NodePolicy, Realise};
+use containix_core::request::policy::{NodePolicy, Realise};
 use serde_json::{Value, json};
 
 /// Runs `nix-instantiate` with `args`; returns its stdout, or its stderr as the error.

@@ -7,11 +7,11 @@
 
 use std::path::Path;
 
-use containix_core::gc_roots::{GcRootError, GcRoots};
-use containix_core::policy::NodePolicy;
-use containix_core::request::{Request, Source};
-use containix_core::resolver::Resolver;
-use containix_core::store_path::StorePath;
+use containix_core::request::container_request::{Request, Source};
+use containix_core::request::policy::NodePolicy;
+use containix_core::resolve::Resolver;
+use containix_core::store::gc_roots::{GcRootError, GcRoots};
+use containix_core::store::store_path::StorePath;
 use containix_testkit::fixtures::{Built, Fixture, is_valid_path};
 use containix_testkit::nix_cli::NixCommand;
 use containix_testkit::nix_daemon::NixDaemon;
@@ -145,7 +145,7 @@ async fn bad_consumer_ids_are_refused_and_leave_nothing_behind() {
     let state = tempfile::tempdir().unwrap();
     let gc_roots = GcRoots::new(state.path());
     let daemon = NixDaemon::start_or_reuse().unwrap();
-    let mut client = containix_core::daemon::DaemonClient::connect(daemon.socket_path())
+    let mut client = containix_core::store::daemon::DaemonClient::connect(daemon.socket_path())
         .await
         .unwrap();
     for bad in ["", "..", "../etc", "a/b", ".hidden"] {

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use containix_core::oci_image::EMPTY_IMAGE_NAME;
+use containix_core::image::oci_image::EMPTY_IMAGE_NAME;
 use containix_testkit::containerd::{
     BaseConfig, CONTAINIX_RUNTIME_HANDLER, CONTAINIX_RUNTIME_TYPE, CONTAINIX_SHIM_BINARY,
     Containerd, ContainerdOptions, instance_processes, mounts_under,

@@ -2,13 +2,15 @@
 //! `tests/Cargo.toml`; the real node they run against comes from `containix-testkit`. This
 //! library holds the checks several test files share.
 
+pub mod source_scan;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use containix_core::closure::Closure;
-use containix_core::store_path::StorePath;
+use containix_core::store::closure::Closure;
+use containix_core::store::store_path::StorePath;
 use containix_testkit::containerd::{Containerd, instance_processes, mounts_under};
 use containix_testkit::nix_cli::NixCommand;
 use containix_testkit::workspace_binary::find_workspace_binary;
@@ -119,7 +121,7 @@ pub fn nar_hash_hex(text: &str) -> String {
         if digest.len() == 64 {
             return digest.to_owned();
         }
-        containix_core::nix32::decode(digest, 32).unwrap()
+        containix_core::store::nix32::decode(digest, 32).unwrap()
     };
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

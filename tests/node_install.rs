@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use containix_core::containerd_config::{self, CREATED_MARKER};
-use containix_core::oci_image::EMPTY_IMAGE_NAME;
+use containix_core::image::oci_image::EMPTY_IMAGE_NAME;
+use containix_core::node::containerd_config::{self, CREATED_MARKER};
 use containix_testkit::containerd::{
     BaseConfig, CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions, find_shim_binary,
 };

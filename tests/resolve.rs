@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use containix_core::flake_ref::FlakeInstallable;
-use containix_core::policy::NodePolicy;
-use containix_core::request::{PackageName, Request, Source};
-use containix_core::resolver::{ResolveError, ResolveProgress, Resolver, Step};
-use containix_core::store_path::StorePath;
+use containix_core::request::container_request::{PackageName, Request, Source};
+use containix_core::request::flake_ref::FlakeInstallable;
+use containix_core::request::policy::NodePolicy;
+use containix_core::resolve::{ResolveError, ResolveProgress, Resolver, Step};
+use containix_core::store::store_path::StorePath;
 use containix_testkit::binary_cache::{BinaryCache, SigningKey, substitution_options};
 use containix_testkit::fixtures::{self, Built, Fixture, is_valid_path};
 use containix_testkit::nix_cli::NixCommand;
@@ -230,7 +230,7 @@ async fn flake_with_realise_substitute_fetches_the_outputs() {
     let server = cache.serve().unwrap();
     let node = Node::new("");
     let mut policy = node.policy();
-    policy.realise = containix_core::policy::Realise::Substitute;
+    policy.realise = containix_core::request::policy::Realise::Substitute;
     let resolved = Resolver::new(policy)
         .with_daemon_settings(substitution_options(&server.url(), cache.public_key()))
         .resolve(&request(flake(&built.flake_ref())))
@@ -260,7 +260,7 @@ async fn realise_substitute_without_a_cache_never_builds() {
         .unwrap();
     let node = Node::new("");
     let mut policy = node.policy();
-    policy.realise = containix_core::policy::Realise::Substitute;
+    policy.realise = containix_core::request::policy::Realise::Substitute;
     let err = Resolver::new(policy)
         .with_daemon_settings([("substituters", "")])
         .resolve(&request(flake(&built.flake_ref())))

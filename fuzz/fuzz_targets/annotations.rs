@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use containix_core::annotations::PodAnnotations;
+use containix_core::request::annotations::PodAnnotations;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|pairs: Vec<(String, String)>| {

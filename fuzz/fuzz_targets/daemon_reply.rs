@@ -7,12 +7,12 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use containix_core::daemon::handshake::handshake;
-use containix_core::daemon::ops::{read_build_results, read_missing, read_path_info, read_roots};
-use containix_core::daemon::stderr::{ProgressTracker, read_stderr};
-use containix_core::daemon::wire::WireReader;
-use containix_core::daemon::ProtocolVersion;
-use containix_core::store_path::StorePath;
+use containix_core::store::daemon::handshake::handshake;
+use containix_core::store::daemon::ops::{read_build_results, read_missing, read_path_info, read_roots};
+use containix_core::store::daemon::stderr::{ProgressTracker, read_stderr};
+use containix_core::store::daemon::wire::WireReader;
+use containix_core::store::daemon::ProtocolVersion;
+use containix_core::store::store_path::StorePath;
 use libfuzzer_sys::fuzz_target;
 
 /// Polls a future once: reading from a byte slice and writing to a Vec never wait.

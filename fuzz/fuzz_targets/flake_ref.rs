@@ -2,7 +2,7 @@
 //! to the same value, and printing is stable.
 #![no_main]
 
-use containix_core::flake_ref::{FlakeInstallable, FlakeRef};
+use containix_core::request::flake_ref::{FlakeInstallable, FlakeRef};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

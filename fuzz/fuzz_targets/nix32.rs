@@ -1,7 +1,7 @@
 //! nix32 decoding never panics, and every successful decode re-encodes to the input.
 #![no_main]
 
-use containix_core::nix32;
+use containix_core::store::nix32;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (u8, &str)| {

@@ -1,7 +1,7 @@
 //! Store path parsing never panics, and whatever parses prints back to the same text.
 #![no_main]
 
-use containix_core::store_path::StorePath;
+use containix_core::store::store_path::StorePath;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

@@ -4,10 +4,10 @@
 //! A bundle directory holds:
 //! - `config.json`: the base spec ([`crate::base_spec`]) with the plan applied (image kind
 //!   Empty, state directory `<bundle>/.containix`);
-//! - `rootfs/`, whose `nix/store` holds exactly the closure ([`containix_core::rootfs`]);
+//! - `rootfs/`, whose `nix/store` holds exactly the closure ([`containix_core::assemble::rootfs`]);
 //! - `.containix/`: the marker [`MARKER_FILE`], the plan's state files (`passwd`, `group`) and
 //!   the bundle layer's manifest, plus `gcroots/bundle/` (the closure's GC roots, held with
-//!   [`containix_core::gc_roots::GcRoots`] for the consumer [`GC_CONSUMER`], keeping it in the
+//!   [`containix_core::store::gc_roots::GcRoots`] for the consumer [`GC_CONSUMER`], keeping it in the
 //!   store while the bundle exists; [`remove_bundle`] releases them).
 //!
 //! How the closure reaches the container depends on the link mode:
@@ -26,16 +26,16 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use containix_core::bundle::prepare_bundle;
-use containix_core::gc_roots::GcRoots;
-use containix_core::plan::mounts::{CLOSURE_BIND_OPTIONS, bind};
-use containix_core::plan::{ImageKind, PlanInput, SpecPlan, apply, plan};
-use containix_core::request::Entrypoint;
-use containix_core::resolved::Resolved;
-use containix_core::resolver::Resolution;
-use containix_core::rootfs::{self, LinkMode, Populated, RootfsError};
-use containix_core::store_path::STORE_DIR;
-use containix_core::store_view::HostStore;
+use containix_core::assemble::bundle::prepare_bundle;
+use containix_core::assemble::plan::mounts::{CLOSURE_BIND_OPTIONS, bind};
+use containix_core::assemble::plan::{ImageKind, PlanInput, SpecPlan, apply, plan};
+use containix_core::assemble::rootfs::{self, LinkMode, Populated, RootfsError};
+use containix_core::assemble::store_facts::HostStore;
+use containix_core::request::container_request::Entrypoint;
+use containix_core::resolve::Resolution;
+use containix_core::resolve::resolved::Resolved;
+use containix_core::store::gc_roots::GcRoots;
+use containix_core::store::store_path::STORE_DIR;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
@@ -298,7 +298,7 @@ fn write_inner(
     )
     .with_context(|| format!("writing {}", marker_path.display()))?;
     let base = base_spec(&[])?;
-    let config = out.join(containix_core::bundle::CONFIG_FILE);
+    let config = out.join(containix_core::assemble::bundle::CONFIG_FILE);
     fs::write(
         &config,
         serde_json::to_vec_pretty(&base).expect("a spec serialises"),

@@ -4,22 +4,19 @@ mod assembly;
 mod base_spec;
 mod commands;
 mod doctor;
+mod exit_status;
 mod host;
 mod line_diff;
 mod progress;
 mod resolution;
+mod runtime;
 mod source;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-/// Exit codes every command documents.
-const EXIT_CODES: &str = "\
-Exit status:
-  0  success
-  1  failure (the error is printed as `containix: <message>`)
-  2  usage error (bad or missing arguments)";
+use exit_status::{EXIT_CODES, UsageError};
 
 /// Run Nix closures as containers, without container images.
 #[derive(Parser)]
@@ -57,30 +54,18 @@ fn main() -> ExitCode {
         Command::Image(args) => commands::image::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Node(args) => commands::node::run(args),
-        Command::Completions(args) => commands::completions::run(args),
+        Command::Completions(args) => commands::completions::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,
+        Err(err) if err.is::<UsageError>() => Cli::command()
+            .error(clap::error::ErrorKind::MissingRequiredArgument, err)
+            .exit(),
         Err(err) => {
             eprintln!("containix: {err:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// A single-threaded runtime for one command's async work.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-/// Reports a usage error the way clap does (status 2) and exits.
-pub fn usage_error(message: &str) -> ! {
-    use clap::CommandFactory;
-    Cli::command()
-        .error(clap::error::ErrorKind::MissingRequiredArgument, message)
-        .exit()
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use containix_core::daemon::Progress as DaemonProgress;
-use containix_core::resolver::ResolveProgress;
-use containix_core::rootfs::Progress as RootfsProgress;
+use containix_core::assemble::rootfs::Progress as RootfsProgress;
+use containix_core::resolve::ResolveProgress;
+use containix_core::store::daemon::Progress as DaemonProgress;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -157,8 +157,8 @@ pub fn human_bytes(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use containix_core::resolver::Step;
-    use containix_core::store_path::StorePath;
+    use containix_core::resolve::Step;
+    use containix_core::store::store_path::StorePath;
 
     use super::*;
 

@@ -1,15 +1,15 @@
 //! Resolving a request to a closure for the CLI: the node's resolver
-//! ([`containix_core::resolver::Resolver`]) under the CLI's policy ([`crate::source::cli_policy`]:
+//! ([`containix_core::resolve::Resolver`]) under the CLI's policy ([`crate::source::cli_policy`]:
 //! local flake refs allowed, evaluation cache in the user's cache directory), with its progress
 //! on stderr and its errors worded for a command line.
 
 use anyhow::{Result, anyhow};
-use containix_core::policy::NodePolicy;
-use containix_core::request::Request;
-use containix_core::resolver::{ResolveError, ResolveProgress, Resolver};
+use containix_core::request::container_request::Request;
+use containix_core::request::policy::NodePolicy;
+use containix_core::resolve::{ResolveError, ResolveProgress, Resolver};
 use tokio::sync::watch;
 
-pub use containix_core::resolver::Resolution;
+pub use containix_core::resolve::Resolution;
 
 use crate::progress::Reporter;
 use crate::source::CLI_CONTAINER;
@@ -51,7 +51,7 @@ fn describe(err: &ResolveError) -> String {
 mod tests {
     use std::time::Duration;
 
-    use containix_core::resolver::Step;
+    use containix_core::resolve::Step;
 
     use super::*;
 

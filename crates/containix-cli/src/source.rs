@@ -15,12 +15,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use containix_core::annotations::PodAnnotations;
-use containix_core::duration::parse_duration;
-use containix_core::flake_ref::{FlakeInstallable, FlakeSource};
-use containix_core::policy::NodePolicy;
-use containix_core::request::{Entrypoint, PackageName, Request, Source};
-use containix_core::store_path::StorePath;
+use containix_core::request::annotations::PodAnnotations;
+use containix_core::request::container_request::{Entrypoint, PackageName, Request, Source};
+use containix_core::request::duration::parse_duration;
+use containix_core::request::flake_ref::{FlakeInstallable, FlakeSource};
+use containix_core::request::policy::NodePolicy;
+use containix_core::store::store_path::StorePath;
+
+use crate::exit_status::UsageError;
 
 /// The container name given to requests built from command-line arguments.
 pub const CLI_CONTAINER: &str = "cli";
@@ -57,17 +59,20 @@ pub struct SourcePick {
 }
 
 impl SourceArgs {
-    /// Exits with a usage error (status 2) unless a source was given.
-    pub fn require(&self) {
+    /// A usage error (status 2) unless a source was given.
+    pub fn require(&self) -> Result<()> {
         let given = self.pick.reference.is_some()
             || !self.pick.store_paths.is_empty()
             || !self.pick.packages.is_empty()
             || self.pick.annotations.is_some();
         if !given {
-            crate::usage_error(
-                "no source given; expected a FLAKE-REF, --store-paths, --packages or --annotations",
-            );
+            return Err(UsageError(
+                "no source given; expected a FLAKE-REF, --store-paths, --packages or --annotations"
+                    .to_owned(),
+            )
+            .into());
         }
+        Ok(())
     }
 
     /// The request the arguments describe, with `entrypoint` (from `--entrypoint`) taking

@@ -4,36 +4,36 @@
 //! the local store, and plans the rootfs and OCI spec that run exactly that closure. Frontends
 //! (the containerd shim, the CSI plugin and the CLI) stay thin and call into this crate.
 //!
-//! Modules follow the data flow: annotation -> request -> closure -> mount plan -> spec -> runtime.
+//! The folders are the stages of the pipeline, in the order data flows through them
+//! (annotation -> request -> closure -> plan -> spec -> runtime):
+//!
+//! - [`request`]: annotations, CSI volume attributes, flake refs and the node policy, read into
+//!   a typed [`Request`].
+//! - [`store`]: store paths, the Nix daemon client, path infos, closures and GC roots.
+//! - [`resolve`]: from a request to a [`Resolved`] closure valid in the local store
+//!   (evaluation, substitution, builds, the resolution cache).
+//! - [`assemble`]: from a closure to a runnable bundle: the spec plan, the program, the bundle
+//!   edits, and the [`ContainerStep`] a runtime calls before `runc create`.
+//! - [`node`]: setting up a node (containerd's config, the runtime handler, the policy file).
+//! - [`image`]: what is written about a closure: the empty OCI image and the SBOM.
+//!
+//! The types most embedders need are re-exported here.
 
-/// The version of containix, shared by every binary.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-pub mod annotations;
-pub mod bundle;
-pub mod closure;
-pub mod closure_mount;
-pub mod closure_query;
-pub mod container_step;
-pub mod containerd_config;
-pub mod daemon;
-pub mod duration;
-pub mod flake_eval;
-pub mod flake_ref;
-pub mod gc_roots;
-pub mod nix32;
-pub mod node_install;
-pub mod oci_image;
-pub mod path_info;
-pub mod plan;
-pub mod policy;
-pub mod process_runner;
-pub mod program;
+pub mod assemble;
+pub mod image;
+pub mod node;
 pub mod request;
-pub mod resolved;
-pub mod resolver;
-pub mod rootfs;
-pub mod sbom;
-pub mod store_path;
-pub mod store_view;
-pub mod volume_attributes;
+pub mod resolve;
+pub mod store;
+pub mod version;
+
+pub use assemble::container_step::ContainerStep;
+pub use request::container_request::{Request, Source};
+pub use request::flake_ref::{FlakeInstallable, FlakeRef};
+pub use request::policy::NodePolicy;
+pub use resolve::resolved::Resolved;
+pub use resolve::resolver::{Resolution, Resolver};
+pub use store::closure::Closure;
+pub use store::daemon::DaemonClient;
+pub use store::store_path::StorePath;
+pub use version::VERSION;

@@ -6,10 +6,10 @@
 
 use std::future::Future;
 
-use containix_core::gc_roots::{GcRootError, GcRoots};
-use containix_core::request::Request;
-use containix_core::resolved::Resolved;
-use containix_core::resolver::{Resolution, ResolveError, Resolver};
+use containix_core::request::container_request::Request;
+use containix_core::resolve::resolved::Resolved;
+use containix_core::resolve::{Resolution, ResolveError, Resolver};
+use containix_core::store::gc_roots::{GcRootError, GcRoots};
 
 /// A resolved closure that the store keeps alive (by a temp root on the resolving daemon
 /// connection) until it is rooted with [`HeldClosure::hold`] or dropped.

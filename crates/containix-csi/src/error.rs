@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use containix_core::closure_mount::ClosureMountError;
-use containix_core::closure_query::ClosureQueryError;
-use containix_core::daemon::{BuildStatus, DaemonError};
-use containix_core::flake_eval::EvalError;
-use containix_core::gc_roots::GcRootError;
-use containix_core::resolver::{ResolveError, Step};
-use containix_core::volume_attributes::{VOLUME_CONTAINER, VolumeAttributeError};
+use containix_core::assemble::closure_mount::ClosureMountError;
+use containix_core::request::volume_attributes::{VOLUME_CONTAINER, VolumeAttributeError};
+use containix_core::resolve::flake_eval::EvalError;
+use containix_core::resolve::{ResolveError, Step};
+use containix_core::store::closure_query::ClosureQueryError;
+use containix_core::store::daemon::{BuildStatus, DaemonError};
+use containix_core::store::gc_roots::GcRootError;
 use thiserror::Error;
 use tonic::{Code, Status};
 
@@ -179,7 +179,7 @@ impl From<NodeError> for Status {
 mod tests {
     use std::path::PathBuf;
 
-    use containix_core::store_path::StorePath;
+    use containix_core::store::store_path::StorePath;
 
     use super::*;
 
@@ -239,7 +239,7 @@ mod tests {
             "flakeRef",
             ResolveError::NotAllowed {
                 container: container.clone(),
-                source: containix_core::policy::RefNotAllowed {
+                source: containix_core::request::policy::RefNotAllowed {
                     flake_ref: "path:/etc".into(),
                     allowed: vec!["github:".into()],
                 },

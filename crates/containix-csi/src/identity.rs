@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use containix_core::daemon::DaemonClient;
+use containix_core::store::daemon::DaemonClient;
 use tonic::{Request, Response, Status};
 
 use crate::DRIVER_NAME;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use containix_core::policy::NodePolicy;
+use containix_core::request::policy::NodePolicy;
 use containix_csi::server::{PluginConfig, serve, socket_path};
 use tracing::level_filters::LevelFilter;
 

@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use containix_core::closure_mount::{
+use containix_core::assemble::closure_mount::{
     self, ClosureMountPlan, Mounter, VolumeMode, collect_bin_links,
 };
-use containix_core::gc_roots::{GcRoots, MAX_CONSUMER_LEN};
-use containix_core::policy::NodePolicy;
-use containix_core::store_view::HostStore;
-use containix_core::volume_attributes::{POD_INFO_PREFIX, VolumeAttributes};
+use containix_core::assemble::store_facts::HostStore;
+use containix_core::request::policy::NodePolicy;
+use containix_core::request::volume_attributes::{POD_INFO_PREFIX, VolumeAttributes};
+use containix_core::store::gc_roots::{GcRoots, MAX_CONSUMER_LEN};
 
 use crate::closure_source::{ClosureSource, HeldClosure};
 use crate::error::NodeError;
@@ -358,13 +358,13 @@ fn tree_size(dir: &Path) -> std::io::Result<u64> {
 mod tests {
     use std::time::Duration;
 
-    use containix_core::closure_mount::SyscallMounter;
-    use containix_core::gc_roots::{GcRootError, GcRoots};
-    use containix_core::request::Request;
-    use containix_core::resolved::Resolved;
-    use containix_core::resolver::{ResolveError, Step};
-    use containix_core::store_path::StorePath;
-    use containix_core::volume_attributes::VOLUME_CONTAINER;
+    use containix_core::assemble::closure_mount::SyscallMounter;
+    use containix_core::request::container_request::Request;
+    use containix_core::request::volume_attributes::VOLUME_CONTAINER;
+    use containix_core::resolve::resolved::Resolved;
+    use containix_core::resolve::{ResolveError, Step};
+    use containix_core::store::gc_roots::{GcRootError, GcRoots};
+    use containix_core::store::store_path::StorePath;
     use tonic::Code;
 
     use super::*;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use containix_core::closure_mount::SyscallMounter;
-use containix_core::policy::NodePolicy;
-use containix_core::resolver::Resolver;
+use containix_core::assemble::closure_mount::SyscallMounter;
+use containix_core::request::policy::NodePolicy;
+use containix_core::resolve::Resolver;
 use thiserror::Error;
 use tokio::net::UnixListener;
 use tokio::sync::Notify;

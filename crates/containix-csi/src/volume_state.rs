@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use containix_core::closure_mount::{ClosureMountPlan, OverlayDirs};
-use containix_core::store_path::StorePath;
-use containix_core::volume_attributes::PodInfo;
+use containix_core::assemble::closure_mount::{ClosureMountPlan, OverlayDirs};
+use containix_core::request::volume_attributes::PodInfo;
+use containix_core::store::store_path::StorePath;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -205,7 +205,7 @@ impl VolumeStore {
 
 #[cfg(test)]
 mod tests {
-    use containix_core::closure_mount::VolumeMode;
+    use containix_core::assemble::closure_mount::VolumeMode;
 
     use super::*;
 

@@ -11,14 +11,16 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use containix_core::container_step::{ContainerStep, Decision, Outcome, decide, read_annotations};
-use containix_core::plan::EnvEdit;
-use containix_core::plan::env::apply_env;
-use containix_core::policy::NodePolicy;
-use containix_core::resolver::Resolver;
+use containix_core::assemble::container_step::{
+    ContainerStep, Decision, Outcome, decide, read_annotations,
+};
+use containix_core::assemble::plan::EnvEdit;
+use containix_core::assemble::plan::env::apply_env;
+use containix_core::request::policy::NodePolicy;
+use containix_core::resolve::Resolver;
 use log::{info, warn};
 
-use crate::spawner::ReaperAwareRunner;
+use crate::reaper::ReaperAwareRunner;
 
 /// What the step did with a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]

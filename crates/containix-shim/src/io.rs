@@ -20,6 +20,7 @@ use runc::{Command, Pipe};
 use tokio::{net::UnixListener, task::JoinHandle};
 
 use crate::error::{Result, ShimError};
+use crate::runtime_stdio::RuntimeStdio;
 
 /// The stdio containerd asked for: fifo (or `file://`) paths, empty when unused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,33 +63,6 @@ pub fn output_target(uri: &str) -> Result<OutputTarget> {
             "stdio uri {uri:?}: scheme {scheme:?} is not supported; expected a fifo path or file:///absolute/path"
         ))),
     }
-}
-
-/// How runc is wired to the process's stdio.
-#[derive(Debug, Clone)]
-pub enum RuntimeStdio {
-    /// No stdio at all.
-    Null,
-    /// Pipes whose other ends the shim copies to and from containerd.
-    Pipes(Arc<dyn runc::io::Io>),
-    /// runc sends the pty master over this unix socket.
-    Console(PathBuf),
-}
-
-/// runc's stdio all pointing at `/dev/null`.
-#[derive(Debug)]
-pub struct NullStdio;
-
-#[async_trait]
-impl runc::io::Io for NullStdio {
-    async fn set(&self, cmd: &mut Command) -> std::io::Result<()> {
-        cmd.stdin(CommandStdio::null())
-            .stdout(CommandStdio::null())
-            .stderr(CommandStdio::null());
-        Ok(())
-    }
-
-    async fn close_after_start(&self) {}
 }
 
 /// One pipe per wanted stream; unwanted streams are `/dev/null` (never runc's own pipes, which

@@ -9,6 +9,8 @@ mod error;
 mod events;
 mod io;
 mod process;
+mod reaper;
+mod runtime_stdio;
 mod service;
 mod spawner;
 mod stats;
@@ -17,7 +19,7 @@ mod task;
 mod tests;
 
 /// The runtime name containerd knows this shim by.
-const RUNTIME_ID: &str = containix_core::containerd_config::RUNTIME_TYPE;
+const RUNTIME_ID: &str = containix_core::node::containerd_config::RUNTIME_TYPE;
 
 #[tokio::main]
 async fn main() {

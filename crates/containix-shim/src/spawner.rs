@@ -4,9 +4,8 @@
 //! records calls, so the task state machine is tested without containers.
 
 use std::{
-    os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
-    process::{ExitStatus, Output},
+    process::ExitStatus,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -14,16 +13,12 @@ use std::{
 };
 
 use async_trait::async_trait;
-use containerd_shim::{
-    asynchronous::monitor::{monitor_subscribe, monitor_unsubscribe},
-    monitor::{Subject, Topic},
-};
-use containix_core::process_runner::{BoxFuture, ProcessRunner};
+use containix_core::resolve::process_runner::ProcessRunner;
 use oci_spec::runtime::{LinuxResources, Process};
 use runc::options::{CreateOpts, DeleteOpts, ExecOpts, GlobalOpts, KillOpts};
-use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::io::RuntimeStdio;
+use crate::reaper::ReaperAwareRunner;
+use crate::runtime_stdio::{NullStdio, RuntimeStdio};
 
 /// runc's default state directory as containerd's runc shim uses it (`<root>/<namespace>`).
 pub const DEFAULT_RUNC_ROOT: &str = "/run/containerd/runc";
@@ -276,8 +271,8 @@ async fn read_pid(path: &Path, operation: &'static str) -> Result<i32, RuntimeEr
 fn apply_stdio(stdio: &RuntimeStdio) -> (Option<Arc<dyn runc::io::Io>>, Option<PathBuf>) {
     match stdio {
         RuntimeStdio::Pipes(io) => (Some(io.clone()), None),
-        RuntimeStdio::Null => (Some(Arc::new(crate::io::NullStdio)), None),
-        RuntimeStdio::Console(path) => (Some(Arc::new(crate::io::NullStdio)), Some(path.clone())),
+        RuntimeStdio::Null => (Some(Arc::new(NullStdio)), None),
+        RuntimeStdio::Console(path) => (Some(Arc::new(NullStdio)), Some(path.clone())),
     }
 }
 
@@ -394,62 +389,6 @@ impl runc::Spawner for ReaperAwareExecutor {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         ))
     }
-}
-
-/// Runs a child without racing the shim's reaper: subscribes to the reaper's exit broadcast
-/// before spawning and takes the child's exit status from it. Used for runc (through
-/// [`ReaperAwareExecutor`]) and for containix-core's own processes (`nix eval`).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ReaperAwareRunner;
-
-impl ProcessRunner for ReaperAwareRunner {
-    fn output(
-        &self,
-        mut command: tokio::process::Command,
-        pid: Arc<AtomicU32>,
-    ) -> BoxFuture<'static, std::io::Result<Output>> {
-        Box::pin(async move {
-            let mut exits = monitor_subscribe(Topic::Pid)
-                .await
-                .map_err(std::io::Error::other)?;
-            let mut child = match command.spawn() {
-                Ok(child) => child,
-                Err(e) => {
-                    monitor_unsubscribe(exits.id).await.unwrap_or_default();
-                    return Err(e);
-                }
-            };
-            let child_pid = child.id().unwrap_or_default();
-            pid.store(child_pid, Ordering::SeqCst);
-            let wait_exit = async {
-                while let Some(event) = exits.rx.recv().await {
-                    if matches!(event.subject, Subject::Pid(p) if p as u32 == child_pid) {
-                        return event.exit_code;
-                    }
-                }
-                -1
-            };
-            let (stdout, stderr, code) = tokio::join!(
-                read_bytes(child.stdout.take()),
-                read_bytes(child.stderr.take()),
-                wait_exit
-            );
-            monitor_unsubscribe(exits.id).await.unwrap_or_default();
-            Ok(Output {
-                status: ExitStatus::from_raw((code & 0xff) << 8),
-                stdout,
-                stderr,
-            })
-        })
-    }
-}
-
-async fn read_bytes(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(mut stream) = stream {
-        let _ = stream.read_to_end(&mut out).await;
-    }
-    out
 }
 
 #[cfg(test)]

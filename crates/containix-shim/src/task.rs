@@ -1,4 +1,4 @@
-//! The Task service: containerd's task API v2 on top of the [`OciRuntime`] seam.
+//! The Task service: containerd's task API v2 on top of the [`OciRuntime`](crate::spawner::OciRuntime) seam.
 //!
 //! One mutex guards all containers. Every call that talks to runc holds it for the whole
 //! call, so an exit reported by the reaper is applied only after the call that learned the

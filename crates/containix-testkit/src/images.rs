@@ -1,13 +1,13 @@
 //! The images a test node needs, written as OCI layout tars and imported with `ctr`.
 //!
 //! No registry is reachable from a test node, so every image is built locally with
-//! [`containix_core::oci_image`]: a pause image for pod sandboxes, a busybox image for ordinary
+//! [`containix_core::image::oci_image`]: a pause image for pod sandboxes, a busybox image for ordinary
 //! containers (both from the host's static `/bin/busybox`), and the empty image containix pod
 //! specs name.
 
 use std::path::{Path, PathBuf};
 
-use containix_core::oci_image::{self, ImageLayer, LayerEntry, OciImage, OciImageBuilder};
+use containix_core::image::oci_image::{self, ImageLayer, LayerEntry, OciImage, OciImageBuilder};
 
 /// The static busybox the test images are made of (Debian package `busybox-static`).
 pub const HOST_BUSYBOX: &str = "/bin/busybox";

@@ -2,6 +2,7 @@
 
 pub mod binary_cache;
 pub mod containerd;
+pub mod containerd_layout;
 pub mod cri;
 pub mod error;
 pub mod fixtures;

@@ -12,7 +12,7 @@ use std::process::{ExitStatus, Stdio};
 
 use toml_edit::{DocumentMut, Item, Table, Value};
 
-use crate::containerd::ContainerdLayout;
+use crate::containerd_layout::ContainerdLayout;
 
 /// The CRI plugin's table in a version 2 config.
 const CRI_PLUGIN: &str = "io.containerd.grpc.v1.cri";

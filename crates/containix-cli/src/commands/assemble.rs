@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use containix_core::rootfs::LinkMode;
+use containix_core::assemble::rootfs::LinkMode;
 use serde_json::json;
 
 use crate::assembly::{self, absolute_dir, check_out_dir, remove_bundle};
@@ -45,7 +45,7 @@ pub enum Link {
 #[derive(clap::Args)]
 #[command(after_help = format!(
     "Examples:\n  containix assemble path:./examples/hello --out /tmp/hello\n  runc run --bundle /tmp/hello hello-1\n  containix assemble --store-paths /nix/store/<hash>-app --out /tmp/app --link copy --entrypoint /bin/app -- --port 8080\n  containix assemble --remove /tmp/hello\n\n{}",
-    crate::EXIT_CODES
+    crate::exit_status::EXIT_CODES
 ))]
 pub struct Args {
     #[command(flatten)]
@@ -82,7 +82,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    args.source.require();
+    args.source.require()?;
     let out = args
         .out
         .as_deref()
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let request = args.source.request(args.entrypoint.as_deref())?;
     let policy = cli_policy()?;
     let reporter: &'static Reporter = Box::leak(Box::new(Reporter::new(args.progress)));
-    let runtime = crate::runtime()?;
+    let runtime = crate::runtime::runtime()?;
     let resolution = runtime.block_on(resolve(&request, &policy, reporter))?;
     let (link, fallback) = match args.link {
         Link::Auto => (LinkMode::for_target(&out), true),

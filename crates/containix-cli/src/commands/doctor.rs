@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::doctor::check::{CheckResult, blocks_pods};
 use crate::doctor::probe::{ContainerdTarget, gather};
 use crate::doctor::verdict::evaluate;
-use containix_core::containerd_config::DEFAULT_CONFIG_PATH;
+use containix_core::node::containerd_config::DEFAULT_CONFIG_PATH;
 
 /// Check that this node can run containix pods, and say how to fix what is missing.
 ///

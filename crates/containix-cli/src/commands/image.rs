@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use containix_core::oci_image::{EMPTY_IMAGE_NAME, empty_image};
+use containix_core::image::oci_image::{EMPTY_IMAGE_NAME, empty_image};
 
 /// Write images containix uses (the empty image pods reference).
 #[derive(clap::Args)]
 #[command(after_help = format!(
     "Example:\n  containix image empty --out containix-empty.tar && ctr -n k8s.io images import containix-empty.tar\n\n{}",
-    crate::EXIT_CODES
+    crate::exit_status::EXIT_CODES
 ))]
 pub struct Args {
     #[command(subcommand)]
@@ -24,7 +24,7 @@ pub enum Image {
     /// Write the empty OCI image (no layers' content) as an OCI archive (tar).
     #[command(after_help = format!(
         "Examples:\n  containix image empty --out containix-empty.tar\n  containix image empty --json --out containix-empty.tar\n\n{}",
-        crate::EXIT_CODES
+        crate::exit_status::EXIT_CODES
     ))]
     Empty {
         /// The tar file to write; must not exist.

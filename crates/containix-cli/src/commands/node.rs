@@ -11,15 +11,15 @@ use serde_json::json;
 use crate::doctor::tool_output::containerd_version;
 use crate::host::Host;
 use crate::line_diff;
-use containix_core::containerd_config::{
+use containix_core::image::oci_image::{EMPTY_IMAGE_NAME, empty_image};
+use containix_core::node::containerd_config::{
     self, DEFAULT_ADDRESS, DEFAULT_CONFIG_PATH, SHIM_BINARY, version_for_containerd_major,
 };
-use containix_core::node_install::{
+use containix_core::node::install::{
     DEFAULT_SHIM_DIR, NodePaths, NodePlan, NodeState, NodeStep, apply, plan_install,
     plan_uninstall, under_root,
 };
-use containix_core::oci_image::{EMPTY_IMAGE_NAME, empty_image};
-use containix_core::policy::DEFAULT_POLICY_PATH;
+use containix_core::request::policy::DEFAULT_POLICY_PATH;
 
 const EXIT_STATUS: &str = "\
 Exit status:

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use containix_core::request::Request;
+use containix_core::request::container_request::Request;
 use serde_json::json;
 
 use crate::progress::{Reporter, human_bytes};
@@ -17,7 +17,7 @@ use crate::source::{SourceArgs, cli_policy};
 #[derive(clap::Args)]
 #[command(after_help = format!(
     "Examples:\n  containix resolve path:./examples/hello\n  containix resolve --json github:org/app#default\n  containix resolve --store-paths /nix/store/<hash>-hello-1.0\n  containix resolve --annotations pod.env --container app\n\n{}",
-    crate::EXIT_CODES
+    crate::exit_status::EXIT_CODES
 ))]
 pub struct Args {
     #[command(flatten)]
@@ -32,7 +32,7 @@ pub struct Args {
 
 /// Resolves the request the arguments describe, on a fresh runtime.
 pub fn resolve_args(source: &SourceArgs, progress: bool) -> Result<Resolution> {
-    source.require();
+    source.require()?;
     resolve_request(&source.request(None)?, progress)
 }
 
@@ -40,7 +40,7 @@ pub fn resolve_args(source: &SourceArgs, progress: bool) -> Result<Resolution> {
 pub fn resolve_request(request: &Request, progress: bool) -> Result<Resolution> {
     let policy = cli_policy()?;
     let reporter: &'static Reporter = Box::leak(Box::new(Reporter::new(progress)));
-    crate::runtime()?.block_on(resolve(request, &policy, reporter))
+    crate::runtime::runtime()?.block_on(resolve(request, &policy, reporter))
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {

@@ -6,7 +6,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use containix_core::rootfs::{self, LinkMode};
+use containix_core::assemble::rootfs::{self, LinkMode};
 use tokio::process::Command;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -79,11 +79,11 @@ impl Workspace {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    args.source.require();
+    args.source.require()?;
     let request = args.source.request(args.entrypoint.as_deref())?;
     let policy = cli_policy()?;
     let reporter: &'static Reporter = Box::leak(Box::new(Reporter::new(args.progress)));
-    let runtime = crate::runtime()?;
+    let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {
         // From here on SIGINT and SIGTERM no longer kill containix: they stop the run, and
         // everything made so far is removed.

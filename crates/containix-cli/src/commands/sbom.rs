@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use containix_core::sbom::cyclonedx;
+use containix_core::image::sbom::cyclonedx;
 
 use crate::source::SourceArgs;
 
@@ -14,7 +14,7 @@ use crate::source::SourceArgs;
 #[derive(clap::Args)]
 #[command(after_help = format!(
     "Examples:\n  containix sbom path:./examples/hello > hello.cdx.json\n  containix sbom --store-paths /nix/store/<hash>-hello-1.0\n\n{}",
-    crate::EXIT_CODES
+    crate::exit_status::EXIT_CODES
 ))]
 pub struct Args {
     #[command(flatten)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use containix_core::rootfs::LinkMode;
+use containix_core::assemble::rootfs::LinkMode;
 
 use crate::assembly::{absolute_dir, bundle_plan, resulting_spec};
 use crate::commands::assemble::Link;
@@ -16,7 +16,7 @@ use crate::commands::assemble::Link;
 #[derive(clap::Args)]
 #[command(after_help = format!(
     "Examples:\n  containix spec path:./examples/hello\n  containix spec --diff --entrypoint hello path:./examples/hello -- --verbose\n\n{}",
-    crate::EXIT_CODES
+    crate::exit_status::EXIT_CODES
 ))]
 pub struct Args {
     #[command(flatten)]
@@ -42,7 +42,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    args.source.require();
+    args.source.require()?;
     let bundle = absolute_dir(&args.bundle, "--bundle")?;
     let request = args.source.request(args.entrypoint.as_deref())?;
     let resolution = super::resolve::resolve_request(&request, args.progress)?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use containix_core::daemon::TrustStatus;
+use containix_core::store::daemon::TrustStatus;
 
 /// Everything the checks judge.
 #[derive(Debug, Clone)]

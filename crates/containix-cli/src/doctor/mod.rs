@@ -2,7 +2,7 @@
 //!
 //! [`probe`] gathers [`facts::Facts`] (runs commands, reads files, connects sockets; with
 //! [`containerd_process`], finds the running containerd to search its `PATH`); everything
-//! else is pure: `containix_core::containerd_config` reads containerd's config, [`tool_output`] reads what the
+//! else is pure: `containix_core::node::containerd_config` reads containerd's config, [`tool_output`] reads what the
 //! tools print, and [`verdict`] turns facts into [`check::CheckResult`]s.
 
 pub mod check;

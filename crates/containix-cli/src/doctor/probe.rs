@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use containix_core::daemon::DaemonClient;
-use containix_core::policy::NodePolicy;
+use containix_core::request::policy::NodePolicy;
+use containix_core::store::daemon::DaemonClient;
 
 use super::containerd_process;
 use super::facts::{
     DaemonFacts, DaemonSummary, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts, ShimSearch,
 };
 use super::tool_output;
-use containix_core::containerd_config::{self, DEFAULT_ADDRESS, SHIM_BINARY};
+use containix_core::node::containerd_config::{self, DEFAULT_ADDRESS, SHIM_BINARY};
 
 /// Upper bound on the daemon handshake, so a wedged daemon cannot hang the doctor.
 const DAEMON_LIMIT: Duration = Duration::from_secs(10);
@@ -35,7 +35,7 @@ pub fn gather(target: &ContainerdTarget) -> Facts {
     let policy = NodePolicy::load();
     let daemon_socket = match &policy {
         Ok(policy) => policy.daemon_socket.clone(),
-        Err(_) => containix_core::daemon::socket_path(),
+        Err(_) => containix_core::store::daemon::socket_path(),
     };
     let nix_command = match &policy {
         Ok(policy) => policy.nix_command.clone(),
@@ -82,7 +82,7 @@ pub fn gather(target: &ContainerdTarget) -> Facts {
 }
 
 fn daemon(socket: PathBuf) -> DaemonFacts {
-    let handshake = crate::runtime()
+    let handshake = crate::runtime::runtime()
         .map_err(|err| err.to_string())
         .and_then(|runtime| {
             runtime.block_on(async {

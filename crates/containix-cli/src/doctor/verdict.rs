@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use containix_core::daemon::TrustStatus;
+use containix_core::store::daemon::TrustStatus;
 
 use super::check::CheckResult;
 use super::facts::{
     DaemonFacts, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts, ShimSearch,
 };
 use super::tool_output;
-use containix_core::containerd_config::{self, ContainerdConfig};
+use containix_core::node::containerd_config::{self, ContainerdConfig};
 
 /// Below this much free space a filesystem containix writes to gets a warning.
 pub const LOW_SPACE_BYTES: u64 = 1 << 30;
@@ -268,7 +268,7 @@ fn policy(policy: &Result<PolicyFacts, String>) -> CheckResult {
                 ),
                 None => format!(
                     "no {}: the safe defaults apply; state dir {}",
-                    containix_core::policy::DEFAULT_POLICY_PATH,
+                    containix_core::request::policy::DEFAULT_POLICY_PATH,
                     policy.state_dir.display()
                 ),
             },

@@ -21,7 +21,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use containix_core::oci_image::EMPTY_IMAGE_NAME;
+use containix_core::image::oci_image::EMPTY_IMAGE_NAME;
 use containix_testkit::containerd::{CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions};
 use containix_testkit::cri::{ContainerLog, ContainerSpec, PodSandboxSpec};
 use containix_testkit::fixtures::{self, Built};

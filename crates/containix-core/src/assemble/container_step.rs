@@ -1,0 +1,454 @@
+//! The containix step of creating a container, as a container runtime performs it.
+//!
+//! Between "containerd wrote the bundle" and "runc create", a runtime calls
+//! [`ContainerStep::prepare`]: it reads the container's annotations from `config.json`, decides
+//! whether containix has anything to do ([`decide`], pure), and if so resolves the request, holds a
+//! GC root for the container, and rewrites the bundle so the closure is bind-mounted and the
+//! program is the one asked for. [`ContainerStep::cleanup`] undoes every host-side effect; it is
+//! idempotent, so a runtime can call it on delete, after a crash, or after a failed prepare.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::assemble::bundle::{self, BundleError, CONFIG_FILE};
+use crate::assemble::plan::{ImageKind, PlanInput, SpecPlan, plan};
+use crate::assemble::store_facts::HostStore;
+use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
+use crate::request::container_request::Request;
+use crate::request::policy::NodePolicy;
+use crate::resolve::resolved::Resolved;
+use crate::resolve::{error::ResolveError, resolver::Resolver};
+use crate::store::gc_roots::{GcRootError, GcRoots};
+
+/// Annotation CRI sets to `sandbox` or `container`.
+pub const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
+
+/// Annotation CRI sets to the container's name in the pod spec.
+pub const CONTAINER_NAME_ANNOTATION: &str = "io.kubernetes.cri.container-name";
+
+/// Annotation CRI sets to the pod sandbox id on every container of a pod.
+pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+/// The container name requests use when the runtime gives none (e.g. `ctr run`): only
+/// pod-level annotations apply then.
+pub const DEFAULT_CONTAINER_NAME: &str = "main";
+
+/// Where per-container state lives, under the node's state dir.
+const CONTAINERS_DIR: &str = "containers";
+
+/// What containix does with a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Run it exactly as runc would.
+    Passthrough(PassthroughReason),
+    /// Resolve this request and assemble the container from its closure.
+    Prepare(Box<Request>),
+}
+
+/// Why a container runs untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassthroughReason {
+    /// It is a pod's sandbox (pause) container.
+    Sandbox,
+    /// No `containix.dev/` annotation is present.
+    NotContainix,
+    /// It is listed in `containix.dev/passthrough`, or has no source.
+    NoRequest,
+}
+
+impl PassthroughReason {
+    /// A short phrase for logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Sandbox => "pod sandbox",
+            Self::NotContainix => "no containix annotations",
+            Self::NoRequest => "listed in passthrough or without a source",
+        }
+    }
+}
+
+/// Why the containix step failed. The messages are meant to follow `containix: ` in a pod event.
+#[derive(Debug, Error)]
+pub enum StepError {
+    /// The bundle's `config.json` could not be read.
+    #[error("reading the container spec {path:?}: {message}")]
+    Spec {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The annotations are invalid.
+    #[error(transparent)]
+    Annotations(#[from] AnnotationError),
+    /// Resolving the closure failed.
+    #[error(transparent)]
+    Resolve(Box<ResolveError>),
+    /// The GC root could not be taken or released.
+    #[error("GC root for container {container}: {source}")]
+    GcRoot {
+        /// The container id.
+        container: String,
+        /// What went wrong.
+        source: Box<GcRootError>,
+    },
+    /// The bundle could not be edited or cleaned up.
+    #[error("container {container}: {source}")]
+    Bundle {
+        /// The container id.
+        container: String,
+        /// What went wrong.
+        source: Box<BundleError>,
+    },
+    /// The container's state directory could not be created.
+    #[error("creating {path:?}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+impl From<ResolveError> for StepError {
+    fn from(error: ResolveError) -> Self {
+        Self::Resolve(Box::new(error))
+    }
+}
+
+/// What [`ContainerStep::prepare`] did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing: the container runs untouched.
+    Passthrough(PassthroughReason),
+    /// The bundle now runs the closure.
+    Prepared(Box<Prepared>),
+}
+
+/// A container containix prepared.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The request read from the annotations.
+    pub request: Request,
+    /// The closure it resolved to.
+    pub resolved: Resolved,
+    /// The edits made to the spec.
+    pub plan: SpecPlan,
+    /// Whether the rootfs was the empty image or a normal one.
+    pub image: ImageKind,
+    /// How long each stage took, in order: resolve, root, assemble.
+    pub stages: Vec<(&'static str, Duration)>,
+}
+
+/// Decides what to do with a container from its spec annotations. Pure.
+pub fn decide(annotations: &BTreeMap<String, String>) -> Result<Decision, AnnotationError> {
+    if annotations
+        .get(CONTAINER_TYPE_ANNOTATION)
+        .is_some_and(|kind| kind == "sandbox")
+    {
+        return Ok(Decision::Passthrough(PassthroughReason::Sandbox));
+    }
+    if !annotations.keys().any(|key| key.starts_with(PREFIX)) {
+        return Ok(Decision::Passthrough(PassthroughReason::NotContainix));
+    }
+    let pod = PodAnnotations::parse(annotations)?;
+    let name = annotations
+        .get(CONTAINER_NAME_ANNOTATION)
+        .map_or(DEFAULT_CONTAINER_NAME, String::as_str);
+    Ok(match pod.request_for(name)? {
+        Some(request) => Decision::Prepare(Box::new(request)),
+        None => Decision::Passthrough(PassthroughReason::NoRequest),
+    })
+}
+
+/// Whether a rootfs is the empty image's: nothing in it but empty directories.
+pub fn image_kind_of(rootfs: &Path) -> ImageKind {
+    fn only_empty_dirs(dir: &Path) -> bool {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return false;
+        };
+        entries.into_iter().all(|entry| {
+            entry.is_ok_and(|entry| {
+                entry.file_type().is_ok_and(|kind| kind.is_dir()) && only_empty_dirs(&entry.path())
+            })
+        })
+    }
+    match fs::symlink_metadata(rootfs) {
+        Ok(meta) if meta.is_dir() && only_empty_dirs(rootfs) => ImageKind::Empty,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => ImageKind::Empty,
+        _ => ImageKind::Normal,
+    }
+}
+
+/// The containix step, with everything it needs: a resolver and the node's GC roots.
+pub struct ContainerStep {
+    resolver: Resolver,
+    gc_roots: GcRoots,
+    containers_dir: PathBuf,
+}
+
+impl ContainerStep {
+    /// A step using `policy` (state dir, daemon socket, allowed refs, deadlines).
+    pub fn new(policy: NodePolicy) -> Self {
+        Self::with_resolver(Resolver::new(policy))
+    }
+
+    /// A step using an already configured resolver (tests pass daemon settings this way).
+    pub fn with_resolver(resolver: Resolver) -> Self {
+        let state_dir = resolver.policy().state_dir.clone();
+        Self {
+            gc_roots: GcRoots::new(&state_dir),
+            containers_dir: state_dir.join(CONTAINERS_DIR),
+            resolver,
+        }
+    }
+
+    /// The resolver in use.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// The per-container state directory of `container_id`.
+    pub fn state_dir(&self, container_id: &str) -> PathBuf {
+        self.containers_dir.join(container_id)
+    }
+
+    /// Runs the step for container `container_id` whose bundle is `bundle`; the rootfs must
+    /// already be mounted at `bundle/rootfs` (or be named by the spec's `root.path`). On
+    /// failure, nothing is left behind.
+    pub async fn prepare(&self, container_id: &str, bundle: &Path) -> Result<Outcome, StepError> {
+        let annotations = read_annotations(&bundle.join(CONFIG_FILE))?;
+        let request = match decide(&annotations)? {
+            Decision::Passthrough(reason) => return Ok(Outcome::Passthrough(reason)),
+            Decision::Prepare(request) => request,
+        };
+        crate::store::gc_roots::validate_consumer(container_id).map_err(|source| {
+            StepError::GcRoot {
+                container: container_id.to_owned(),
+                source: Box::new(source),
+            }
+        })?;
+        let result = self.prepare_request(container_id, bundle, *request).await;
+        if result.is_err() {
+            // The error that stopped the step matters more than a failed undo.
+            let _ = self.cleanup(container_id);
+        }
+        result
+    }
+
+    async fn prepare_request(
+        &self,
+        container_id: &str,
+        bundle: &Path,
+        request: Request,
+    ) -> Result<Outcome, StepError> {
+        let mut stages = Vec::with_capacity(3);
+        let started = Instant::now();
+        let resolution = self.resolver.resolve(&request).await?;
+        stages.push(("resolve", started.elapsed()));
+
+        let started = Instant::now();
+        let resolved = resolution
+            .hold(&self.gc_roots, container_id)
+            .await
+            .map_err(|source| StepError::GcRoot {
+                container: container_id.to_owned(),
+                source: Box::new(source),
+            })?;
+        stages.push(("root", started.elapsed()));
+
+        let started = Instant::now();
+        let state_dir = self.state_dir(container_id);
+        fs::create_dir_all(&self.containers_dir).map_err(|source| StepError::StateDir {
+            path: self.containers_dir.clone(),
+            source,
+        })?;
+        let image = image_kind_of(&rootfs_of(bundle)?);
+        let entrypoint = request.entrypoint.as_ref().map(|e| e.as_str().to_owned());
+        let prepared = bundle::prepare_bundle(bundle, &state_dir, |base| {
+            plan(
+                &PlanInput {
+                    resolved: &resolved,
+                    base,
+                    entrypoint: entrypoint.as_deref(),
+                    image,
+                    state_dir: &state_dir,
+                },
+                &HostStore,
+            )
+        })
+        .map_err(|source| StepError::Bundle {
+            container: container_id.to_owned(),
+            source: Box::new(source),
+        })?;
+        stages.push(("assemble", started.elapsed()));
+        Ok(Outcome::Prepared(Box::new(Prepared {
+            request,
+            resolved,
+            plan: prepared.plan,
+            image,
+            stages,
+        })))
+    }
+
+    /// Removes every host-side effect of [`prepare`](Self::prepare) for `container_id`: its
+    /// GC root and its state directory. Succeeds when there is nothing to remove.
+    pub fn cleanup(&self, container_id: &str) -> Result<(), StepError> {
+        if crate::store::gc_roots::validate_consumer(container_id).is_err() {
+            return Ok(());
+        }
+        let gc_result = self
+            .gc_roots
+            .release(container_id)
+            .map_err(|source| StepError::GcRoot {
+                container: container_id.to_owned(),
+                source: Box::new(source),
+            });
+        bundle::cleanup(&self.state_dir(container_id)).map_err(|source| StepError::Bundle {
+            container: container_id.to_owned(),
+            source: Box::new(source),
+        })?;
+        gc_result
+    }
+}
+
+/// The annotations of the spec at `config`, as a map.
+pub fn read_annotations(config: &Path) -> Result<BTreeMap<String, String>, StepError> {
+    let error = |message: String| StepError::Spec {
+        path: config.to_owned(),
+        message,
+    };
+    let text = fs::read(config).map_err(|err| error(err.to_string()))?;
+    let spec: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|err| error(err.to_string()))?;
+    match spec.get("annotations") {
+        None | Some(serde_json::Value::Null) => Ok(BTreeMap::new()),
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|err| error(format!("`annotations`: {err}"))),
+    }
+}
+
+/// The rootfs directory of a bundle: the spec's `root.path`, relative to the bundle.
+fn rootfs_of(bundle: &Path) -> Result<PathBuf, StepError> {
+    let config = bundle.join(CONFIG_FILE);
+    let error = |message: String| StepError::Spec {
+        path: config.clone(),
+        message,
+    };
+    let text = fs::read(&config).map_err(|err| error(err.to_string()))?;
+    let spec: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|err| error(err.to_string()))?;
+    let root = spec
+        .pointer("/root/path")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("rootfs");
+    Ok(bundle.join(root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::container_request::Source;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const FLAKE: (&str, &str) = ("containix.dev/flake", "github:org/app#default");
+
+    #[test]
+    fn sandboxes_and_plain_containers_pass_through() {
+        let sandbox = annotations(&[(CONTAINER_TYPE_ANNOTATION, "sandbox"), FLAKE]);
+        assert_eq!(
+            decide(&sandbox).unwrap(),
+            Decision::Passthrough(PassthroughReason::Sandbox)
+        );
+        let plain = annotations(&[(CONTAINER_TYPE_ANNOTATION, "container")]);
+        assert_eq!(
+            decide(&plain).unwrap(),
+            Decision::Passthrough(PassthroughReason::NotContainix)
+        );
+        let listed = annotations(&[
+            (CONTAINER_TYPE_ANNOTATION, "container"),
+            (CONTAINER_NAME_ANNOTATION, "sidecar"),
+            ("containix.dev/passthrough", "sidecar"),
+            FLAKE,
+        ]);
+        assert_eq!(
+            decide(&listed).unwrap(),
+            Decision::Passthrough(PassthroughReason::NoRequest)
+        );
+    }
+
+    #[test]
+    fn containix_containers_get_their_request() {
+        let pod = annotations(&[
+            (CONTAINER_TYPE_ANNOTATION, "container"),
+            (CONTAINER_NAME_ANNOTATION, "app"),
+            FLAKE,
+            ("containix.dev/entrypoint", "/bin/app"),
+        ]);
+        let Decision::Prepare(request) = decide(&pod).unwrap() else {
+            panic!("expected a request")
+        };
+        assert_eq!(request.container, "app");
+        assert!(matches!(request.source, Source::Flake(_)));
+        assert_eq!(request.entrypoint.unwrap().as_str(), "/bin/app");
+
+        // Without CRI (`ctr run --annotation ...`) the pod-level annotations apply.
+        let Decision::Prepare(request) = decide(&annotations(&[FLAKE])).unwrap() else {
+            panic!("expected a request")
+        };
+        assert_eq!(request.container, DEFAULT_CONTAINER_NAME);
+    }
+
+    #[test]
+    fn bad_annotations_are_errors_naming_the_key() {
+        let typo = annotations(&[("containix.dev/flak", "github:org/app")]);
+        let err = decide(&typo).unwrap_err().to_string();
+        assert!(err.contains("containix.dev/flak"), "{err}");
+        let option_like = annotations(&[("containix.dev/flake", "--impure")]);
+        let err = decide(&option_like).unwrap_err().to_string();
+        assert!(err.contains("containix.dev/flake"), "{err}");
+    }
+
+    #[test]
+    fn empty_rootfs_means_the_empty_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        assert_eq!(image_kind_of(&rootfs), ImageKind::Empty);
+        fs::create_dir_all(rootfs.join("dev/pts")).unwrap();
+        assert_eq!(image_kind_of(&rootfs), ImageKind::Empty);
+        fs::write(rootfs.join("dev/null-ish"), b"").unwrap();
+        assert_eq!(image_kind_of(&rootfs), ImageKind::Normal);
+    }
+
+    #[test]
+    fn reads_annotations_from_a_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join(CONFIG_FILE);
+        fs::write(
+            &config,
+            br#"{"ociVersion":"1.0.2","annotations":{"a":"b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_annotations(&config).unwrap(),
+            annotations(&[("a", "b")])
+        );
+        fs::write(&config, br#"{"ociVersion":"1.0.2"}"#).unwrap();
+        assert!(read_annotations(&config).unwrap().is_empty());
+        fs::write(&config, br#"{"annotations":{"a":1}}"#).unwrap();
+        let err = read_annotations(&config).unwrap_err().to_string();
+        assert!(err.contains("`annotations`"), "{err}");
+        let err = read_annotations(&dir.path().join("missing.json")).unwrap_err();
+        assert!(err.to_string().contains("missing.json"), "{err}");
+    }
+}

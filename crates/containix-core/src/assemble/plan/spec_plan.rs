@@ -1,0 +1,75 @@
+//! The plan as data: what it is computed from ([`PlanInput`]) and the edits it makes
+//! ([`SpecPlan`]).
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Mount, Spec};
+use serde::{Deserialize, Serialize};
+
+use super::env::EnvEdit;
+use super::mounts::SkippedMember;
+use crate::resolve::resolved::Resolved;
+
+/// What the container image brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageKind {
+    /// The empty image: the rootfs holds nothing but what containix mounts (a pure Nix rootfs).
+    Empty,
+    /// A normal image: its rootfs is kept and the closure is added on top.
+    Normal,
+}
+
+/// Everything a plan is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    /// The resolved request: roots, closure and main program.
+    pub resolved: &'a Resolved,
+    /// The spec as containerd (or the CLI) made it; its `process.args` are the pod's command.
+    pub base: &'a Spec,
+    /// The entrypoint annotation, already validated: `/bin/app` or a program name.
+    pub entrypoint: Option<&'a str>,
+    /// What the container image brings.
+    pub image: ImageKind,
+    /// The per-container directory on the host that receives generated files.
+    pub state_dir: &'a Path,
+}
+
+/// A file the plan writes into the state directory and mounts read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// File name inside the state directory.
+    pub name: String,
+    /// Where it appears in the container.
+    pub destination: PathBuf,
+    /// Contents.
+    pub contents: String,
+}
+
+/// The edits that turn a base spec into one that runs the closure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecPlan {
+    /// The state directory the plan's files go to.
+    pub state_dir: PathBuf,
+    /// Mounts to add after the base spec's own, in order.
+    pub mounts: Vec<Mount>,
+    /// The process's full argument vector.
+    pub args: Vec<String>,
+    /// Environment changes, in order.
+    pub env: Vec<EnvEdit>,
+    /// Files to write into the state directory.
+    pub files: Vec<StateFile>,
+    /// Closure members that get no mount, and why.
+    pub skipped: Vec<SkippedMember>,
+    /// Whether the root filesystem is read-only: always for the empty image, whose rootfs
+    /// holds nothing but the closure (so `/nix/store` cannot gain entries), else as the base
+    /// spec says. runc applies it after creating every mount point.
+    #[serde(default)]
+    pub readonly_root: bool,
+}
+
+impl StateFile {
+    /// The file's path on the host.
+    pub fn host_path(&self, state_dir: &Path) -> PathBuf {
+        state_dir.join(&self.name)
+    }
+}

@@ -1,0 +1,494 @@
+//! The resolver: from a typed [`Request`] to a [`Resolved`] closure that is valid in the local
+//! store, held by the daemon until the caller has rooted it.
+//!
+//! - `Source::Flake`: the node policy checks the canonical flake ref, `nix eval` gives the
+//!   derivation and outputs, and the daemon builds (`Realise::Build`) or only substitutes
+//!   (`Realise::Substitute`) them.
+//! - `Source::StorePaths`: the daemon substitutes whatever is missing; nothing is evaluated or
+//!   built.
+//! - `Source::Packages`: each name is evaluated in the policy's package set and realised like
+//!   a flake; the roots are every package's outputs.
+//!
+//! One deadline covers the whole resolution; an expired one names the step that was running.
+//! Locked installables are evaluated once per node: a file lock per installable serialises
+//! concurrent resolutions and an on-disk cache remembers the result.
+//!
+//! **No GC window.** Every root is registered as a temp root (`AddTempRoot`) on the resolution's
+//! daemon connection *before* it is realised, so from the moment it becomes valid until that
+//! connection closes, the garbage collector keeps it and its closure. The connection is owned
+//! by the returned [`Resolution`]; [`Resolution::hold`] creates the permanent, per-consumer roots
+//! over that same connection and only then closes it. A derivation from `nix eval` is
+//! temp-rooted the same way, and checked to still be valid before it is built (if a collection
+//! removed it in between, it is evaluated again).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::request::container_request::{Request, Source};
+use crate::request::flake_ref::{AttrPath, FlakeInstallable, FlakeRef};
+use crate::request::policy::NodePolicy;
+use crate::store::daemon::{client::DaemonClient, error::DaemonError};
+use crate::store::gc_roots::{GcRootError, GcRoots};
+use crate::store::store_path::StorePath;
+
+use super::cache::{CacheKey, CachedEvaluation, ResolutionCache};
+use super::error::ResolveError;
+use super::flake_eval::{self, EvalError, FlakeEvaluation};
+use super::process_runner::{ProcessRunner, TokioRunner};
+use super::progress::ResolveProgress;
+use super::realise::{self, Target};
+use super::resolved::Resolved;
+use super::run::{Run, StepError};
+use super::single_flight::{LockDir, LockError};
+use super::step::{Deadline, Step};
+
+/// Resolves requests under one node policy. Cheap to share: it holds no connection, and
+/// concurrent calls are independent (except that they share the cache and the locks).
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    policy: NodePolicy,
+    daemon_settings: BTreeMap<String, String>,
+    cache: ResolutionCache,
+    locks: LockDir,
+    runner: Arc<dyn ProcessRunner>,
+}
+
+/// A resolved request whose paths the daemon keeps alive (as temp roots of this resolution's
+/// connection) until the caller roots them with [`Resolution::hold`] or lets them go.
+#[derive(Debug)]
+pub struct Resolution {
+    resolved: Resolved,
+    client: DaemonClient,
+}
+
+impl Resolution {
+    /// What the request resolved to.
+    pub fn resolved(&self) -> &Resolved {
+        &self.resolved
+    }
+
+    /// The daemon connection holding the temp roots, for further operations that must happen
+    /// before they lapse.
+    pub fn client(&mut self) -> &mut DaemonClient {
+        &mut self.client
+    }
+
+    /// Roots the closure for `consumer` (see [`GcRoots::hold`]) over the connection that holds
+    /// the temp roots, then closes it: the closure is protected without a gap.
+    pub async fn hold(
+        mut self,
+        gc_roots: &GcRoots,
+        consumer: &str,
+    ) -> Result<Resolved, GcRootError> {
+        gc_roots
+            .hold(consumer, &self.resolved.roots, &mut self.client)
+            .await?;
+        Ok(self.resolved)
+    }
+
+    /// Closes the connection without rooting anything: from now on the garbage collector may
+    /// collect the closure. For callers that only report what a request resolves to.
+    pub fn into_unrooted(self) -> Resolved {
+        self.resolved
+    }
+}
+
+impl Resolver {
+    /// A resolver for `policy`. The daemon's own configuration (`nix.conf`) decides
+    /// substituters and keys.
+    pub fn new(policy: NodePolicy) -> Self {
+        Self {
+            cache: ResolutionCache::new(&policy.state_dir),
+            locks: LockDir::new(&policy.state_dir),
+            policy,
+            daemon_settings: BTreeMap::new(),
+            runner: Arc::new(TokioRunner),
+        }
+    }
+
+    /// Runs `nix eval` through `runner` instead of letting tokio reap it (a containerd shim,
+    /// whose reaper collects every child, needs this).
+    pub fn with_process_runner(mut self, runner: Arc<dyn ProcessRunner>) -> Self {
+        self.runner = runner;
+        self
+    }
+
+    /// Daemon settings sent with `SetOptions` on each resolution's connection, e.g.
+    /// `substituters` and `trusted-public-keys` (the daemon honours most of them only for
+    /// trusted users). Empty by default, and then `SetOptions` is never sent. When it is sent,
+    /// the protocol's fixed fields are sent too, with [`crate::store::daemon::options::DaemonOptions`]'s
+    /// defaults (for instance one build job), which replace `nix.conf`'s for this connection,
+    /// except the log verbosity, which is `Warn` so that the daemon still reports warnings.
+    pub fn with_daemon_settings<K, V>(mut self, settings: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.daemon_settings = settings
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
+    }
+
+    /// The node policy.
+    pub fn policy(&self) -> &NodePolicy {
+        &self.policy
+    }
+
+    /// The cache of locked resolutions.
+    pub fn cache(&self) -> &ResolutionCache {
+        &self.cache
+    }
+
+    /// Resolves `request` to a closure valid in the local store.
+    pub async fn resolve(&self, request: &Request) -> Result<Resolution, ResolveError> {
+        self.resolve_inner(request, None).await
+    }
+
+    /// As [`Resolver::resolve`], publishing the running step and the daemon's progress on
+    /// `progress`.
+    pub async fn resolve_with_progress(
+        &self,
+        request: &Request,
+        progress: &watch::Sender<ResolveProgress>,
+    ) -> Result<Resolution, ResolveError> {
+        let result = self.resolve_inner(request, Some(progress)).await;
+        progress.send_modify(|p| p.step = None);
+        result
+    }
+
+    async fn resolve_inner(
+        &self,
+        request: &Request,
+        progress: Option<&watch::Sender<ResolveProgress>>,
+    ) -> Result<Resolution, ResolveError> {
+        let run = Run {
+            container: &request.container,
+            deadline: Deadline::after(self.policy.effective_timeout(request.timeout)),
+            progress,
+        };
+        match &request.source {
+            Source::Flake(installable) => {
+                self.policy
+                    .check_flake_ref(&installable.flake.to_nix_arg())
+                    .map_err(|source| ResolveError::NotAllowed {
+                        container: request.container.clone(),
+                        source,
+                    })?;
+                self.resolve_installables(&run, std::slice::from_ref(installable))
+                    .await
+            }
+            Source::Packages(names) => {
+                let package_set = self.package_set(&request.container)?;
+                let installables = names
+                    .iter()
+                    .map(|name| {
+                        let attr = AttrPath::from_segments(name.segments()).map_err(|err| {
+                            ResolveError::Eval {
+                                container: request.container.clone(),
+                                source: EvalError::Output {
+                                    installable: format!("{package_set}#{name}"),
+                                    message: err.to_string(),
+                                },
+                            }
+                        })?;
+                        Ok(FlakeInstallable {
+                            flake: package_set.clone(),
+                            attr: Some(attr),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ResolveError>>()?;
+                if installables.is_empty() {
+                    return Err(ResolveError::Empty {
+                        container: request.container.clone(),
+                    });
+                }
+                self.resolve_installables(&run, &installables).await
+            }
+            Source::StorePaths(paths) => self.resolve_store_paths(&run, paths).await,
+        }
+    }
+
+    /// The policy's package set, parsed.
+    fn package_set(&self, container: &str) -> Result<FlakeRef, ResolveError> {
+        let Some(text) = &self.policy.package_set else {
+            return Err(ResolveError::NoPackageSet {
+                container: container.to_owned(),
+                policy: self.policy.source.as_ref().map_or_else(
+                    || "the built-in defaults".to_owned(),
+                    |path| path.display().to_string(),
+                ),
+            });
+        };
+        FlakeRef::parse(text).map_err(|source| ResolveError::BadPackageSet {
+            container: container.to_owned(),
+            source,
+        })
+    }
+
+    /// Evaluates and realises installables; the roots are their outputs, in order.
+    async fn resolve_installables(
+        &self,
+        run: &Run<'_>,
+        installables: &[FlakeInstallable],
+    ) -> Result<Resolution, ResolveError> {
+        let mut targets = Vec::with_capacity(installables.len());
+        for installable in installables {
+            let (evaluation, cached) = self.evaluate(run, installable, true).await?;
+            targets.push(Target {
+                installable: installable.clone(),
+                evaluation,
+                cached,
+            });
+        }
+        let mut client = self.connect(run).await?;
+        for target in &mut targets {
+            let realised =
+                realise::realise_target(&mut client, run, self.policy.realise, target).await?;
+            if !realised {
+                // The derivation is gone (collected after evaluation, or a stale cache entry):
+                // evaluate afresh, once.
+                if let Some(key) = &target.cached {
+                    let _ = self.cache.remove(key);
+                }
+                let (evaluation, cached) = self.evaluate(run, &target.installable, false).await?;
+                target.evaluation = evaluation;
+                target.cached = cached;
+                if !realise::realise_target(&mut client, run, self.policy.realise, target).await? {
+                    return Err(ResolveError::Daemon {
+                        container: run.container.to_owned(),
+                        step: Step::Building(vec![target.evaluation.drv_path.clone()]),
+                        source: Box::new(DaemonError::InvalidRequest(format!(
+                            "the derivation {} evaluation produced is no longer in the store",
+                            target.evaluation.drv_path
+                        ))),
+                    });
+                }
+            }
+        }
+        // Two package names may name the same package: each root once, in order.
+        let mut seen = std::collections::BTreeSet::new();
+        let roots: Vec<StorePath> = targets
+            .iter()
+            .flat_map(|t| t.roots())
+            .filter(|root| seen.insert(root.clone()))
+            .collect();
+        let first = &targets[0].evaluation;
+        let resolved_meta = (
+            first.main_program.clone(),
+            first.package_name.clone(),
+            first.package_version.clone(),
+        );
+        self.finish(run, client, roots, resolved_meta).await
+    }
+
+    /// Substitutes store paths as needed; never evaluates or builds.
+    async fn resolve_store_paths(
+        &self,
+        run: &Run<'_>,
+        paths: &[StorePath],
+    ) -> Result<Resolution, ResolveError> {
+        let Some(first) = paths.first() else {
+            return Err(ResolveError::Empty {
+                container: run.container.to_owned(),
+            });
+        };
+        let (name, version) = crate::store::drv_name::parse_drv_name(first.name());
+        let meta = (None, Some(name.to_owned()), version.map(str::to_owned));
+        let mut client = self.connect(run).await?;
+        realise::protect(&mut client, run, paths.iter()).await?;
+        for path in paths {
+            realise::substitute(&mut client, run, path).await?;
+        }
+        self.finish(run, client, paths.to_vec(), meta).await
+    }
+
+    /// Queries the closure and packages the result with the connection holding it.
+    async fn finish(
+        &self,
+        run: &Run<'_>,
+        mut client: DaemonClient,
+        roots: Vec<StorePath>,
+        (main_program, package_name, package_version): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ),
+    ) -> Result<Resolution, ResolveError> {
+        let first = roots[0].clone();
+        let closure = run
+            .step(Step::QueryingClosure(first.clone()), async {
+                crate::store::closure_query::query_closure(&mut client, &roots)
+                    .await
+                    .map_err(|source| ResolveError::Closure {
+                        container: run.container.to_owned(),
+                        root: first.clone(),
+                        source: Box::new(source),
+                    })
+            })
+            .await?;
+        Ok(Resolution {
+            resolved: Resolved {
+                roots,
+                closure,
+                main_program,
+                package_name,
+                package_version,
+            },
+            client,
+        })
+    }
+
+    /// Connects to the daemon, sends the configured settings and forwards its progress.
+    async fn connect(&self, run: &Run<'_>) -> Result<DaemonClient, ResolveError> {
+        let socket = self.policy.daemon_socket.clone();
+        let step = Step::Connecting(socket.clone());
+        let client = run
+            .step(step.clone(), async {
+                let mut client = connect_retrying(&socket).await?;
+                if !self.daemon_settings.is_empty() {
+                    let options = crate::store::daemon::options::DaemonOptions {
+                        overrides: self.daemon_settings.clone(),
+                        // Warnings carry why a substitution failed (a bad signature, an
+                        // unreachable cache); they end up in the error's log tail.
+                        verbosity: crate::store::daemon::options::Verbosity::Warn,
+                        ..Default::default()
+                    };
+                    client.set_options(&options).await?;
+                }
+                Ok(client)
+            })
+            .await
+            .map_err(|source| match source {
+                StepError::Daemon(source) => ResolveError::Daemon {
+                    container: run.container.to_owned(),
+                    step: step.clone(),
+                    source: Box::new(source),
+                },
+                StepError::Resolve(err) => err,
+            })?;
+        if let Some(progress) = run.progress {
+            forward_progress(client.progress(), progress.clone());
+        }
+        Ok(client)
+    }
+
+    /// The evaluation of `installable`: from the cache when it is locked and `use_cache`, else
+    /// by `nix eval` (once per node at a time for locked installables, filling the cache).
+    async fn evaluate(
+        &self,
+        run: &Run<'_>,
+        installable: &FlakeInstallable,
+        use_cache: bool,
+    ) -> Result<(CachedEvaluation, Option<CacheKey>), ResolveError> {
+        let shown = flake_eval::installable_argument(installable, &self.policy);
+        if !installable.flake.is_locked() {
+            return Ok((self.evaluate_now(run, installable, &shown).await?, None));
+        }
+        let key = CacheKey::new(shown.clone(), self.policy.system.clone());
+        if use_cache && let Some(hit) = self.cache.get(&key) {
+            tracing::debug!(installable = %shown, "resolution cache hit");
+            return Ok((hit, Some(key)));
+        }
+        let step = Step::WaitingForLock(shown.clone());
+        run.set_step(&step);
+        let _lock = self
+            .locks
+            .lock(&key.digest(), run.deadline.instant())
+            .await
+            .map_err(|err| match err {
+                LockError::Expired => run.timeout(step),
+                LockError::Io { path, source } => ResolveError::State {
+                    container: run.container.to_owned(),
+                    action: "locking",
+                    path,
+                    source,
+                },
+            })?;
+        if use_cache && let Some(hit) = self.cache.get(&key) {
+            tracing::debug!(installable = %shown, "resolution cache filled while waiting");
+            return Ok((hit, Some(key)));
+        }
+        let evaluation = self.evaluate_now(run, installable, &shown).await?;
+        if let Err(err) = self.cache.put(&key, &evaluation) {
+            tracing::warn!(
+                installable = %shown,
+                path = %self.cache.entry_path(&key).display(),
+                %err,
+                "cannot write the resolution cache; the next resolution evaluates again"
+            );
+        }
+        Ok((evaluation, Some(key)))
+    }
+
+    async fn evaluate_now(
+        &self,
+        run: &Run<'_>,
+        installable: &FlakeInstallable,
+        shown: &str,
+    ) -> Result<CachedEvaluation, ResolveError> {
+        let step = Step::Evaluating(shown.to_owned());
+        run.set_step(&step);
+        let remaining = run.deadline.remaining();
+        if remaining.is_zero() {
+            return Err(run.timeout(step));
+        }
+        match flake_eval::evaluate(installable, &self.policy, remaining, &*self.runner).await {
+            Ok(evaluation) => Ok(from_evaluation(evaluation)),
+            Err(EvalError::Timeout { .. }) => Err(run.timeout(step)),
+            Err(source) => Err(ResolveError::Eval {
+                container: run.container.to_owned(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Connects, retrying while the daemon's listen queue is full (`EAGAIN`: many resolutions
+/// started at once); the caller's deadline bounds the retries.
+async fn connect_retrying(socket: &std::path::Path) -> Result<DaemonClient, DaemonError> {
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match DaemonClient::connect(socket).await {
+            Err(DaemonError::Connect { source, .. })
+                if source.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn from_evaluation(evaluation: FlakeEvaluation) -> CachedEvaluation {
+    CachedEvaluation {
+        main_program: evaluation.default_program(),
+        package_name: evaluation.package_name(),
+        package_version: evaluation.version.clone().or_else(|| {
+            let name = evaluation.name.as_deref()?;
+            crate::store::drv_name::parse_drv_name(name)
+                .1
+                .map(str::to_owned)
+        }),
+        drv_path: evaluation.drv_path,
+        outputs: evaluation.outputs,
+    }
+}
+
+/// Copies the daemon's progress into the frontend's channel until either side goes away.
+fn forward_progress(
+    mut daemon: watch::Receiver<crate::store::daemon::stderr::Progress>,
+    progress: watch::Sender<ResolveProgress>,
+) {
+    tokio::spawn(async move {
+        // Ends when the connection (which owns the daemon's side) or the frontend goes away.
+        while daemon.changed().await.is_ok() && !progress.is_closed() {
+            let snapshot = daemon.borrow_and_update().clone();
+            progress.send_modify(|p| p.daemon = snapshot);
+        }
+    });
+}
