@@ -69,6 +69,23 @@ pub struct CachedEvaluation {
     pub package_version: Option<String>,
 }
 
+impl CachedEvaluation {
+    /// The outputs as closure roots: `out` first, then the others by name.
+    pub fn roots(&self) -> Vec<StorePath> {
+        self.outputs
+            .get("out")
+            .into_iter()
+            .chain(
+                self.outputs
+                    .iter()
+                    .filter(|(n, _)| *n != "out")
+                    .map(|(_, p)| p),
+            )
+            .cloned()
+            .collect()
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Entry {
     format: u32,

@@ -28,13 +28,7 @@ pub(super) struct Target {
 impl Target {
     /// The outputs, `out` first, then the others by name.
     pub(super) fn roots(&self) -> Vec<StorePath> {
-        let outputs = &self.evaluation.outputs;
-        outputs
-            .get("out")
-            .into_iter()
-            .chain(outputs.iter().filter(|(n, _)| *n != "out").map(|(_, p)| p))
-            .cloned()
-            .collect()
+        self.evaluation.roots()
     }
 }
 

@@ -26,16 +26,18 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::request::container_request::{Request, Source};
+use crate::request::container_request::{PackageName, Request, Source};
 use crate::request::flake_ref::{AttrPath, FlakeInstallable, FlakeRef};
 use crate::request::policy::NodePolicy;
 use crate::store::daemon::{client::DaemonClient, error::DaemonError};
+use crate::store::drv_name::parse_drv_name;
 use crate::store::gc_roots::{GcRootError, GcRoots};
 use crate::store::store_path::StorePath;
 
 use super::cache::{CacheKey, CachedEvaluation, ResolutionCache};
 use super::error::ResolveError;
 use super::flake_eval::{self, EvalError, FlakeEvaluation};
+use super::known_roots::KnownRoots;
 use super::process_runner::{ProcessRunner, TokioRunner};
 use super::progress::ResolveProgress;
 use super::realise::{self, Target};
@@ -160,6 +162,75 @@ impl Resolver {
         result
     }
 
+    /// What `request` resolves to when that is known without the daemon or an evaluation:
+    /// store paths, or a locked flake (or locked package set) whose evaluation is cached. The
+    /// node policy is checked first, as for [`Resolver::resolve`]: a cached request the policy
+    /// now refuses is refused. `Ok(None)` means only a full resolution can tell.
+    pub fn resolve_offline(&self, request: &Request) -> Result<Option<KnownRoots>, ResolveError> {
+        let installables = match &request.source {
+            Source::StorePaths(paths) => {
+                let Some(first) = paths.first() else {
+                    return Err(ResolveError::Empty {
+                        container: request.container.clone(),
+                    });
+                };
+                let (name, version) = parse_drv_name(first.name());
+                return Ok(Some(KnownRoots {
+                    roots: paths.clone(),
+                    main_program: None,
+                    package_name: Some(name.to_owned()),
+                    package_version: version.map(str::to_owned),
+                }));
+            }
+            Source::Flake(installable) => {
+                self.check_flake(request, installable)?;
+                vec![installable.clone()]
+            }
+            Source::Packages(names) => self.package_installables(request, names)?,
+        };
+        let mut roots = Vec::new();
+        let mut first = None;
+        for installable in &installables {
+            if !installable.flake.is_locked() {
+                return Ok(None);
+            }
+            let shown = flake_eval::installable_argument(installable, &self.policy);
+            let key = CacheKey::new(shown, self.policy.system.clone());
+            let Some(evaluation) = self.cache.get(&key) else {
+                return Ok(None);
+            };
+            for root in evaluation.roots() {
+                if !roots.contains(&root) {
+                    roots.push(root);
+                }
+            }
+            first.get_or_insert(evaluation);
+        }
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        Ok(Some(KnownRoots {
+            roots,
+            main_program: first.main_program,
+            package_name: first.package_name,
+            package_version: first.package_version,
+        }))
+    }
+
+    /// Refuses a flake the node policy does not allow.
+    fn check_flake(
+        &self,
+        request: &Request,
+        installable: &FlakeInstallable,
+    ) -> Result<(), ResolveError> {
+        self.policy
+            .check_flake_ref(&installable.flake.to_nix_arg())
+            .map_err(|source| ResolveError::NotAllowed {
+                container: request.container.clone(),
+                source,
+            })
+    }
+
     async fn resolve_inner(
         &self,
         request: &Request,
@@ -172,44 +243,48 @@ impl Resolver {
         };
         match &request.source {
             Source::Flake(installable) => {
-                self.policy
-                    .check_flake_ref(&installable.flake.to_nix_arg())
-                    .map_err(|source| ResolveError::NotAllowed {
-                        container: request.container.clone(),
-                        source,
-                    })?;
+                self.check_flake(request, installable)?;
                 self.resolve_installables(&run, std::slice::from_ref(installable))
                     .await
             }
             Source::Packages(names) => {
-                let package_set = self.package_set(&request.container)?;
-                let installables = names
-                    .iter()
-                    .map(|name| {
-                        let attr = AttrPath::from_segments(name.segments()).map_err(|err| {
-                            ResolveError::Eval {
-                                container: request.container.clone(),
-                                source: EvalError::Output {
-                                    installable: format!("{package_set}#{name}"),
-                                    message: err.to_string(),
-                                },
-                            }
-                        })?;
-                        Ok(FlakeInstallable {
-                            flake: package_set.clone(),
-                            attr: Some(attr),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, ResolveError>>()?;
-                if installables.is_empty() {
-                    return Err(ResolveError::Empty {
-                        container: request.container.clone(),
-                    });
-                }
+                let installables = self.package_installables(request, names)?;
                 self.resolve_installables(&run, &installables).await
             }
             Source::StorePaths(paths) => self.resolve_store_paths(&run, paths).await,
         }
+    }
+
+    /// One installable per package name, in the policy's package set.
+    fn package_installables(
+        &self,
+        request: &Request,
+        names: &[PackageName],
+    ) -> Result<Vec<FlakeInstallable>, ResolveError> {
+        let package_set = self.package_set(&request.container)?;
+        let installables = names
+            .iter()
+            .map(|name| {
+                let attr =
+                    AttrPath::from_segments(name.segments()).map_err(|err| ResolveError::Eval {
+                        container: request.container.clone(),
+                        source: EvalError::Output {
+                            installable: format!("{package_set}#{name}"),
+                            message: err.to_string(),
+                        },
+                    })?;
+                Ok(FlakeInstallable {
+                    flake: package_set.clone(),
+                    attr: Some(attr),
+                })
+            })
+            .collect::<Result<Vec<_>, ResolveError>>()?;
+        if installables.is_empty() {
+            return Err(ResolveError::Empty {
+                container: request.container.clone(),
+            });
+        }
+        Ok(installables)
     }
 
     /// The policy's package set, parsed.
@@ -296,7 +371,7 @@ impl Resolver {
                 container: run.container.to_owned(),
             });
         };
-        let (name, version) = crate::store::drv_name::parse_drv_name(first.name());
+        let (name, version) = parse_drv_name(first.name());
         let meta = (None, Some(name.to_owned()), version.map(str::to_owned));
         let mut client = self.connect(run).await?;
         realise::protect(&mut client, run, paths.iter()).await?;
@@ -470,9 +545,7 @@ fn from_evaluation(evaluation: FlakeEvaluation) -> CachedEvaluation {
         package_name: evaluation.package_name(),
         package_version: evaluation.version.clone().or_else(|| {
             let name = evaluation.name.as_deref()?;
-            crate::store::drv_name::parse_drv_name(name)
-                .1
-                .map(str::to_owned)
+            parse_drv_name(name).1.map(str::to_owned)
         }),
         drv_path: evaluation.drv_path,
         outputs: evaluation.outputs,
