@@ -5,8 +5,10 @@
 //!
 //! Waiting polls a non-blocking `flock` with a short, growing sleep: the tokio runtime is never
 //! blocked, and the wait ends at the caller's deadline. The lock is released when the guard is
-//! dropped (the kernel also releases it if the process dies). Lock files are left in place:
-//! removing one while another process waits on it would let two holders in.
+//! dropped (the kernel also releases it if the process dies). A holder may remove the lock file
+//! while it holds it ([`KeyLock::remove`], for keys whose state is gone): a waiter that locked
+//! the removed file sees that it is no longer the one at the path and tries again, so two
+//! holders never overlap.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -79,7 +81,9 @@ impl LockDir {
                     source,
                 })?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(KeyLock { _lock: lock, path }),
+                Ok(lock) if is_current(&lock, &path) => return Ok(KeyLock { _lock: lock, path }),
+                // The holder removed the file after we opened it: lock the new one.
+                Ok(_) => continue,
                 Err((_, Errno::EWOULDBLOCK | Errno::EINTR)) => {}
                 Err((_, errno)) => {
                     return Err(LockError::Io {
@@ -102,6 +106,23 @@ impl KeyLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Removes the lock file, then releases the lock.
+    pub fn remove(self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether the locked file is still the one at `path` (not removed and replaced meanwhile).
+fn is_current(lock: &Flock<File>, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (lock.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(now)) => held.ino() == now.ino() && held.dev() == now.dev(),
+        _ => false,
     }
 }
 
@@ -133,5 +154,26 @@ mod tests {
             .unwrap();
         assert_eq!(again.path(), locks.lock_path("abc"));
         drop((other, again));
+    }
+
+    #[tokio::test]
+    async fn a_removed_lock_file_is_not_shared_by_two_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = LockDir::new(dir.path());
+        let first = locks
+            .lock("abc", Instant::now() + Duration::from_secs(5))
+            .await
+            .unwrap();
+        // A waiter opened the file before the holder removed it.
+        let stale = std::fs::File::open(locks.lock_path("abc")).unwrap();
+        first.remove().unwrap();
+        assert!(!locks.lock_path("abc").exists());
+        let stale = Flock::lock(stale, FlockArg::LockExclusiveNonblock).unwrap();
+        assert!(!is_current(&stale, &locks.lock_path("abc")));
+        let second = locks
+            .lock("abc", Instant::now() + Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(is_current(&second._lock, second.path()));
     }
 }
