@@ -353,6 +353,8 @@ pub struct Containerd {
     ctr_binary: PathBuf,
     stop_limit: Duration,
     finished: bool,
+    /// What it was started with, for [`Containerd::restart`].
+    options: Option<ContainerdOptions>,
 }
 
 /// An instance whose directory and files exist but whose containerd has not started yet.
@@ -385,6 +387,7 @@ impl PreparedContainerd {
         for image in [&images.pause, &images.busybox, &images.empty] {
             instance.import_image(image).await?;
         }
+        instance.options = Some(options);
         Ok(instance)
     }
 }
@@ -425,6 +428,7 @@ impl Containerd {
             ctr_binary: options.ctr_binary.clone(),
             stop_limit: options.stop_limit,
             finished: false,
+            options: None,
         };
         instance.prepare_files(&options, stock.as_deref())?;
         Ok(PreparedContainerd { instance, options })
@@ -475,11 +479,16 @@ impl Containerd {
         use std::os::unix::process::CommandExt;
 
         let log_path = self.layout.log();
-        let log = std::fs::File::create(&log_path).map_err(|source| Error::Io {
-            what: "creating",
-            path: log_path.clone(),
-            source,
-        })?;
+        // Appending: a restarted containerd keeps the log of its first run.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| Error::Io {
+                what: "creating",
+                path: log_path.clone(),
+                source,
+            })?;
         let log_err = log.try_clone().map_err(|source| Error::Io {
             what: "duplicating the handle of",
             path: log_path,
@@ -634,6 +643,31 @@ impl Containerd {
             .into_iter()
             .filter(|process| Some(process.pid) != own)
             .collect()
+    }
+
+    /// Stops containerd (SIGTERM, then SIGKILL after the stop limit) and starts it again on the
+    /// same root, state and config, as a node's service manager restarts it: shims and
+    /// containers keep running, and containerd reconnects to them.
+    pub async fn restart(&mut self) -> Result<()> {
+        let options = self
+            .options
+            .clone()
+            .expect("a started instance keeps its options");
+        self.cri = None;
+        if let Some(mut child) = self.process.take() {
+            signal(child.id() as i32, Signal::SIGTERM);
+            let deadline = Instant::now() + self.stop_limit;
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        }
+        self.spawn(&options)?;
+        self.wait_until_ready(options.ready_limit).await
     }
 
     /// Removes every container and pod through CRI, stops containerd (SIGTERM, then SIGKILL after

@@ -503,6 +503,7 @@ pub struct ContainerSpec {
     labels: HashMap<String, String>,
     annotations: HashMap<String, String>,
     log_path: Option<String>,
+    readonly_rootfs: bool,
 }
 
 impl ContainerSpec {
@@ -566,6 +567,12 @@ impl ContainerSpec {
         self
     }
 
+    /// Makes the root filesystem read-only (`securityContext.readOnlyRootFilesystem`).
+    pub fn readonly_rootfs(mut self, readonly: bool) -> Self {
+        self.readonly_rootfs = readonly;
+        self
+    }
+
     /// The log file, relative to the pod's log directory (default `<name>.log`).
     pub fn log_path(mut self, relative: &str) -> Self {
         self.log_path = Some(relative.to_owned());
@@ -614,6 +621,12 @@ impl ContainerSpec {
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
             log_path: self.relative_log_path(),
+            linux: self.readonly_rootfs.then(|| proto::LinuxContainerConfig {
+                security_context: Some(proto::LinuxContainerSecurityContext {
+                    readonly_rootfs: true,
+                    ..Default::default()
+                }),
+            }),
             ..Default::default()
         }
     }

@@ -11,6 +11,7 @@ pub mod images;
 pub mod nix_cli;
 pub mod nix_daemon;
 pub mod packages;
+pub mod pod;
 pub mod stock_config;
 pub mod synthetic_store;
 pub mod workspace_binary;
