@@ -117,6 +117,7 @@ fn main() {
             entrypoint: None,
             image: ImageKind::Empty,
             state_dir,
+            store_view: None,
         };
         let planned = plan(&input, &store).expect("a plan");
         let assembled = apply(&planned, base.clone());

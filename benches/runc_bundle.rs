@@ -222,6 +222,7 @@ fn main() {
                     entrypoint: None,
                     image: ImageKind::Empty,
                     state_dir: &state_dir,
+                    store_view: None,
                 },
                 &HostStore,
             )

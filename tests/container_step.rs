@@ -96,7 +96,7 @@ async fn prepared_bundle_runs_the_closure_and_cleanup_leaves_nothing() {
     assert_eq!(prepared.resolved.closure.len(), hello.closure.len());
     assert_eq!(
         prepared.stages.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        ["resolve", "root", "assemble"]
+        ["resolve", "view", "assemble"]
     );
 
     let runc_root = tmp.path().join("runc");
@@ -120,8 +120,8 @@ async fn prepared_bundle_runs_the_closure_and_cleanup_leaves_nothing() {
         !leftovers(&state_dir).is_empty(),
         "the GC root and state exist while it runs"
     );
-    step.cleanup("ctr-1").unwrap();
-    step.cleanup("ctr-1").unwrap();
+    step.cleanup("ctr-1").await.unwrap();
+    step.cleanup("ctr-1").await.unwrap();
     assert_eq!(leftovers(&state_dir), Vec::<String>::new());
 }
 
@@ -187,5 +187,64 @@ async fn sandboxes_and_bad_annotations_touch_nothing() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("containix.dev/store-paths"), "{err}");
+    assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_repeat_start_of_a_known_closure_needs_no_daemon() {
+    let hello = fixtures::example_hello().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dir = tmp.path().join("state");
+    let paths = store_paths(&hello);
+    let annotations = |name| {
+        [
+            (CONTAINER_TYPE_ANNOTATION, "container"),
+            (CONTAINER_NAME_ANNOTATION, name),
+            ("containix.dev/store-paths", paths.as_str()),
+            ("containix.dev/entrypoint", "/bin/hello"),
+        ]
+    };
+    let first_bundle = tmp.path().join("first");
+    bundle(&first_bundle, &annotations("first"));
+    let step = step(&state_dir);
+    let Outcome::Prepared(prepared) = step.prepare("ctr-a", &first_bundle).await.unwrap() else {
+        panic!("expected the container to be prepared")
+    };
+    assert_eq!(prepared.stages[0].0, "resolve");
+
+    // Another shim on the node, whose daemon socket leads nowhere: the view and its GC root are
+    // there, so it never asks.
+    let offline = ContainerStep::new(NodePolicy {
+        state_dir: state_dir.clone(),
+        daemon_socket: tmp.path().join("no-daemon.sock"),
+        ..NodePolicy::default()
+    });
+    let second_bundle = tmp.path().join("second");
+    bundle(&second_bundle, &annotations("second"));
+    let Outcome::Prepared(again) = offline.prepare("ctr-b", &second_bundle).await.unwrap() else {
+        panic!("expected the container to be prepared")
+    };
+    assert_eq!(
+        again.stages.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        ["view", "assemble"]
+    );
+    assert_eq!(again.view.id, prepared.view.id);
+    assert_eq!(again.resolved.closure, prepared.resolved.closure);
+
+    offline.cleanup("ctr-b").await.unwrap();
+    assert!(
+        !leftovers(&state_dir).is_empty(),
+        "ctr-a still uses the view"
+    );
+    step.cleanup("ctr-a").await.unwrap();
+    assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+
+    // Once the view is gone, the offline step has to ask the daemon, and says it cannot reach it.
+    let err = offline
+        .prepare("ctr-c", &second_bundle)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no-daemon.sock"), "{err}");
     assert_eq!(leftovers(&state_dir), Vec::<String>::new());
 }

@@ -94,6 +94,7 @@ pub fn bundle_plan(
             entrypoint,
             image: ImageKind::Empty,
             state_dir: &state_dir,
+            store_view: None,
         },
         &HostStore,
     )?;

@@ -68,6 +68,11 @@ pub trait ContainixStep: Send + Sync + 'static {
     /// Edits the environment of a process exec'd in `container_id` the way `prepare` edited
     /// the container's own (the closure's `bin` dirs on `PATH`, CA bundle variables).
     fn exec_env(&self, _container_id: &str, _env: &mut Vec<String>) {}
+
+    /// Removes what an earlier process left half done (a store view it was making when it was
+    /// killed, views whose users are gone after a reboot). Runs once when the shim starts
+    /// serving.
+    async fn sweep(&self) {}
 }
 
 /// The real step: containix-core's [`ContainerStep`] under the node policy.
@@ -168,8 +173,22 @@ impl ContainixStep for CoreStep {
         match &self.step {
             Ok(step) => step
                 .cleanup(container_id)
+                .await
                 .map_err(|err| StepError::new(err.to_string())),
             Err(_) => Ok(()),
+        }
+    }
+
+    async fn sweep(&self) {
+        let Ok(step) = &self.step else {
+            return;
+        };
+        match step.views().sweep().await {
+            Ok(report) if !report.removed.is_empty() => {
+                info!("containix: removed unused store views {:?}", report.removed)
+            }
+            Ok(_) => {}
+            Err(err) => warn!("containix: sweeping store views: {err}"),
         }
     }
 

@@ -118,6 +118,8 @@ impl Shim for ShimService {
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+        let step = self.step.clone();
+        tokio::spawn(async move { step.sweep().await });
         let events = RemoteEvents::new(publisher, self.namespace.clone());
         let task = TaskService::new(
             &self.namespace,

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use containix_core::assemble::view::mechanism::Probe;
+use containix_core::request::view_setting::ViewSetting;
+
 use containix_core::store::daemon::TrustStatus;
 
 /// Everything the checks judge.
@@ -29,6 +32,8 @@ pub struct Facts {
     pub free_space: Vec<FreeSpace>,
     /// Whether this process could lower its `oom_score_adj`, or why that was not tried.
     pub can_lower_oom_score_adj: Result<bool, String>,
+    /// How store views are made (none when the policy does not load).
+    pub store_view: Option<StoreViewFacts>,
 }
 
 /// The nix-daemon as a client sees it.
@@ -105,6 +110,15 @@ impl ShimSearch {
             ShimSearch::Containerd { dirs, .. } | ShimSearch::OwnPath { dirs } => dirs,
         }
     }
+}
+
+/// How store views are made on this node: the policy's setting and what the probe found.
+#[derive(Debug, Clone)]
+pub struct StoreViewFacts {
+    /// The policy's `store-view`.
+    pub setting: ViewSetting,
+    /// The mechanism views get, and why.
+    pub probe: Probe,
 }
 
 /// The parts of the node policy the checks use.

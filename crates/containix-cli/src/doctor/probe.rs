@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use containix_core::assemble::view::mechanism;
 use containix_core::request::policy::NodePolicy;
 use containix_core::store::daemon::DaemonClient;
 
 use super::containerd_process;
 use super::facts::{
     DaemonFacts, DaemonSummary, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts, ShimSearch,
+    StoreViewFacts,
 };
 use super::tool_output;
 use containix_core::node::containerd_config::{self, DEFAULT_ADDRESS, SHIM_BINARY};
@@ -46,6 +48,11 @@ pub fn gather(target: &ContainerdTarget) -> Facts {
         Err(_) => NodePolicy::default().state_dir,
     };
 
+    let store_view = policy.as_ref().ok().map(|policy| StoreViewFacts {
+        setting: policy.store_view,
+        probe: mechanism::probe(policy.store_view, &policy.view_dir(), Path::new(STORE_DIR)),
+    });
+
     let config_text = std::fs::read_to_string(&target.config).map_err(|err| err.to_string());
     let socket = target.address.clone().unwrap_or_else(|| {
         config_text
@@ -78,6 +85,7 @@ pub fn gather(target: &ContainerdTarget) -> Facts {
             free_space("state dir space", &state_dir),
         ],
         can_lower_oom_score_adj: can_lower_oom_score_adj(),
+        store_view,
     }
 }
 

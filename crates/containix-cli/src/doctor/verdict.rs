@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
+use containix_core::assemble::view::ViewMechanism;
+use containix_core::request::view_setting::ViewSetting;
 use containix_core::store::daemon::TrustStatus;
 
 use super::check::CheckResult;
 use super::facts::{
-    DaemonFacts, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts, ShimSearch,
+    DaemonFacts, Facts, FreeSpace, NixSettings, PolicyFacts, ShimFacts, ShimSearch, StoreViewFacts,
 };
 use super::tool_output;
 use containix_core::node::containerd_config::{self, ContainerdConfig};
@@ -60,7 +62,30 @@ pub fn evaluate(facts: &Facts) -> Vec<CheckResult> {
     results.push(policy(&facts.policy));
     results.extend(facts.free_space.iter().map(free_space));
     results.push(oom_score_adj(&facts.can_lower_oom_score_adj, parsed));
+    results.extend(facts.store_view.as_ref().map(store_view));
     results
+}
+
+fn store_view(facts: &StoreViewFacts) -> CheckResult {
+    const NAME: &str = "store views";
+    let probe = &facts.probe;
+    let detail = format!("{}: {}", probe.mechanism, probe.reason);
+    if !probe.works {
+        return CheckResult::fail(
+            NAME,
+            detail,
+            "set view-dir to a directory on the Nix store's filesystem, or store-view = \"auto\"",
+        );
+    }
+    match (facts.setting, probe.mechanism) {
+        (ViewSetting::Auto, ViewMechanism::BindTree) => CheckResult::warn(
+            NAME,
+            detail,
+            "every store path of a closure in use is then a mount on the host, and each new \
+             container copies the host's mount table: set view-dir on the Nix store's filesystem",
+        ),
+        _ => CheckResult::pass(NAME, detail),
+    }
 }
 
 fn daemon(facts: &DaemonFacts) -> Vec<CheckResult> {
@@ -393,6 +418,7 @@ version = 2
                 available: Ok(10 << 30),
             }],
             can_lower_oom_score_adj: Ok(false),
+            store_view: None,
         }
     }
 
@@ -567,5 +593,55 @@ version = 2
     fn human_sizes_use_binary_units() {
         assert_eq!(human(512), "512.0 B");
         assert_eq!(human(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn store_views_pass_as_link_farms_and_warn_as_a_fallback_bind_tree() {
+        use containix_core::assemble::view::ViewMechanism;
+        use containix_core::assemble::view::mechanism::Probe;
+        let mut facts = healthy();
+        let case = |setting, mechanism, works| StoreViewFacts {
+            setting,
+            probe: Probe {
+                mechanism,
+                reason: "because".into(),
+                works,
+            },
+        };
+        for (setting, mechanism, works, expected) in [
+            (
+                ViewSetting::Auto,
+                ViewMechanism::LinkFarm,
+                true,
+                Status::Pass,
+            ),
+            (
+                ViewSetting::Auto,
+                ViewMechanism::BindTree,
+                true,
+                Status::Warn,
+            ),
+            (
+                ViewSetting::BindTree,
+                ViewMechanism::BindTree,
+                true,
+                Status::Pass,
+            ),
+            (
+                ViewSetting::LinkFarm,
+                ViewMechanism::LinkFarm,
+                false,
+                Status::Fail,
+            ),
+        ] {
+            facts.store_view = Some(case(setting, mechanism, works));
+            let results = evaluate(&facts);
+            let check = find(&results, "store views");
+            assert_eq!(
+                check.status, expected,
+                "{setting:?} {mechanism:?}: {check:?}"
+            );
+            assert!(check.detail.starts_with(mechanism.as_str()), "{check:?}");
+        }
     }
 }

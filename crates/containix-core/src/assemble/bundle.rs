@@ -416,6 +416,7 @@ mod tests {
                     entrypoint,
                     image: ImageKind::Empty,
                     state_dir,
+                    store_view: None,
                 },
                 &ex.store,
             )

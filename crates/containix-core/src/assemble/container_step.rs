@@ -17,11 +17,14 @@ use thiserror::Error;
 use crate::assemble::bundle::{self, BundleError, CONFIG_FILE};
 use crate::assemble::plan::{ImageKind, PlanInput, SpecPlan, plan};
 use crate::assemble::store_facts::HostStore;
+use crate::assemble::view::error::ViewError;
+use crate::assemble::view::registry::{StoreViews, View};
 use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
 use crate::request::container_request::Request;
 use crate::request::policy::NodePolicy;
 use crate::resolve::resolved::Resolved;
 use crate::resolve::{error::ResolveError, resolver::Resolver};
+use crate::store::closure::ClosureError;
 use crate::store::gc_roots::{GcRootError, GcRoots};
 
 /// Annotation CRI sets to `sandbox` or `container`.
@@ -88,6 +91,17 @@ pub enum StepError {
     /// Resolving the closure failed.
     #[error(transparent)]
     Resolve(Box<ResolveError>),
+    /// The closure's store view could not be taken or released.
+    #[error(transparent)]
+    View(Box<ViewError>),
+    /// The store view does not hold the closure it should (its files were changed by hand).
+    #[error("the store view {view} does not hold the closure of its roots: {source}")]
+    ViewClosure {
+        /// The view.
+        view: String,
+        /// What is missing.
+        source: ClosureError,
+    },
     /// The GC root could not be taken or released.
     #[error("GC root for container {container}: {source}")]
     GcRoot {
@@ -120,6 +134,12 @@ impl From<ResolveError> for StepError {
     }
 }
 
+impl From<ViewError> for StepError {
+    fn from(error: ViewError) -> Self {
+        Self::View(Box::new(error))
+    }
+}
+
 /// What [`ContainerStep::prepare`] did.
 #[derive(Debug)]
 pub enum Outcome {
@@ -136,11 +156,14 @@ pub struct Prepared {
     pub request: Request,
     /// The closure it resolved to.
     pub resolved: Resolved,
+    /// The store view the container mounts at `/nix/store`.
+    pub view: View,
     /// The edits made to the spec.
     pub plan: SpecPlan,
     /// Whether the rootfs was the empty image or a normal one.
     pub image: ImageKind,
-    /// How long each stage took, in order: resolve, root, assemble.
+    /// How long each stage took, in order: `resolve` and `view`, or only `view` when the
+    /// node already had the closure's view (no daemon, no evaluation), then `assemble`.
     pub stages: Vec<(&'static str, Duration)>,
 }
 
@@ -184,9 +207,11 @@ pub fn image_kind_of(rootfs: &Path) -> ImageKind {
     }
 }
 
-/// The containix step, with everything it needs: a resolver and the node's GC roots.
+/// The containix step, with everything it needs: a resolver, the node's store views and its
+/// GC roots.
 pub struct ContainerStep {
     resolver: Resolver,
+    views: StoreViews,
     gc_roots: GcRoots,
     containers_dir: PathBuf,
 }
@@ -199,12 +224,20 @@ impl ContainerStep {
 
     /// A step using an already configured resolver (tests pass daemon settings this way).
     pub fn with_resolver(resolver: Resolver) -> Self {
-        let state_dir = resolver.policy().state_dir.clone();
+        let policy = resolver.policy();
+        let state_dir = policy.state_dir.clone();
+        let gc_roots = GcRoots::new(&state_dir);
         Self {
-            gc_roots: GcRoots::new(&state_dir),
+            views: StoreViews::new(policy.view_dir(), gc_roots.clone(), policy.store_view),
+            gc_roots,
             containers_dir: state_dir.join(CONTAINERS_DIR),
             resolver,
         }
+    }
+
+    /// The node's store views.
+    pub fn views(&self) -> &StoreViews {
+        &self.views
     }
 
     /// The resolver in use.
@@ -235,7 +268,7 @@ impl ContainerStep {
         let result = self.prepare_request(container_id, bundle, *request).await;
         if result.is_err() {
             // The error that stopped the step matters more than a failed undo.
-            let _ = self.cleanup(container_id);
+            let _ = self.cleanup(container_id).await;
         }
         result
     }
@@ -247,19 +280,21 @@ impl ContainerStep {
         request: Request,
     ) -> Result<Outcome, StepError> {
         let mut stages = Vec::with_capacity(3);
-        let started = Instant::now();
-        let resolution = self.resolver.resolve(&request).await?;
-        stages.push(("resolve", started.elapsed()));
-
-        let started = Instant::now();
-        let resolved = resolution
-            .hold(&self.gc_roots, container_id)
-            .await
-            .map_err(|source| StepError::GcRoot {
-                container: container_id.to_owned(),
-                source: Box::new(source),
-            })?;
-        stages.push(("root", started.elapsed()));
+        let (view, resolved) = match self.reuse_view(&request, container_id).await? {
+            Some(reused) => {
+                stages.push(("view", reused.2));
+                (reused.0, reused.1)
+            }
+            None => {
+                let started = Instant::now();
+                let resolution = self.resolver.resolve(&request).await?;
+                stages.push(("resolve", started.elapsed()));
+                let started = Instant::now();
+                let acquired = self.views.acquire(resolution, container_id).await?;
+                stages.push(("view", started.elapsed()));
+                acquired
+            }
+        };
 
         let started = Instant::now();
         let state_dir = self.state_dir(container_id);
@@ -277,6 +312,7 @@ impl ContainerStep {
                     entrypoint: entrypoint.as_deref(),
                     image,
                     state_dir: &state_dir,
+                    store_view: Some(&view.store),
                 },
                 &HostStore,
             )
@@ -286,21 +322,64 @@ impl ContainerStep {
             source: Box::new(source),
         })?;
         stages.push(("assemble", started.elapsed()));
+        tracing::info!(
+            container = container_id,
+            view = %view.id,
+            mechanism = %view.mechanism,
+            paths = resolved.closure.len(),
+            stages = ?stages,
+            "containix step prepared the bundle"
+        );
         Ok(Outcome::Prepared(Box::new(Prepared {
             request,
             resolved,
+            view,
             plan: prepared.plan,
             image,
             stages,
         })))
     }
 
-    /// Removes every host-side effect of [`prepare`](Self::prepare) for `container_id`: its
-    /// GC root and its state directory. Succeeds when there is nothing to remove.
-    pub fn cleanup(&self, container_id: &str) -> Result<(), StepError> {
+    /// The view of a request whose roots this node knows without the daemon (see
+    /// [`Resolver::resolve_offline`]) and whose view is already made: a repeat start with no
+    /// daemon round trip. `None` when a full resolution is needed.
+    async fn reuse_view(
+        &self,
+        request: &Request,
+        consumer: &str,
+    ) -> Result<Option<(View, Resolved, Duration)>, StepError> {
+        let started = Instant::now();
+        let Some(known) = self.resolver.resolve_offline(request)? else {
+            return Ok(None);
+        };
+        let Some(view) = self.views.acquire_existing(&known.roots, consumer).await? else {
+            return Ok(None);
+        };
+        let closure =
+            view.closure(known.roots.clone())
+                .map_err(|source| StepError::ViewClosure {
+                    view: view.id.clone(),
+                    source,
+                })?;
+        let resolved = Resolved {
+            roots: known.roots,
+            closure,
+            main_program: known.main_program,
+            package_name: known.package_name,
+            package_version: known.package_version,
+        };
+        Ok(Some((view, resolved, started.elapsed())))
+    }
+
+    /// Removes every host-side effect of [`prepare`](Self::prepare) for `container_id`: its use
+    /// of the store view (and the view itself, with its GC root, when it was the last user),
+    /// a GC root of its own (held by containers made before store views), and its state
+    /// directory. Succeeds when there is nothing to remove.
+    pub async fn cleanup(&self, container_id: &str) -> Result<(), StepError> {
         if crate::store::gc_roots::validate_consumer(container_id).is_err() {
             return Ok(());
         }
+        let view_result = self.views.release(container_id).await.map(drop);
         let gc_result = self
             .gc_roots
             .release(container_id)
@@ -312,6 +391,7 @@ impl ContainerStep {
             container: container_id.to_owned(),
             source: Box::new(source),
         })?;
+        view_result?;
         gc_result
     }
 }

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod program;
 pub mod rootfs;
 pub mod store_facts;
+pub mod view;
 
 pub use container_step::{ContainerStep, Decision, Outcome};
 pub use plan::{PlanInput, SpecPlan};

@@ -161,6 +161,18 @@ pub fn populate(
     mode: LinkMode,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Populated, RootfsError> {
+    populate_from(rootfs, Path::new(STORE_DIR), closure, mode, progress)
+}
+
+/// [`populate`], reading the members from `store_dir` instead of `/nix/store` (the same store
+/// seen through another mount, such as a private clone of the mount that holds it).
+pub fn populate_from(
+    rootfs: &Path,
+    store_dir: &Path,
+    closure: &Closure,
+    mode: LinkMode,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Populated, RootfsError> {
     let store = store_dir_in(rootfs);
     if fs::symlink_metadata(&store).is_ok() {
         return Err(RootfsError::AlreadyPopulated { path: store });
@@ -170,7 +182,7 @@ pub fn populate(
         .expect("nix/store has a parent")
         .to_path_buf();
     let created_nix = fs::symlink_metadata(&nix_dir).is_err();
-    let result = populate_store(&store, closure, mode, progress);
+    let result = populate_store(&store, store_dir, closure, mode, progress);
     if result.is_err() {
         // The error that stopped the work matters more than a failed undo.
         let _ = unmount_under(&store);
@@ -181,6 +193,7 @@ pub fn populate(
 
 fn populate_store(
     store: &Path,
+    store_dir: &Path,
     closure: &Closure,
     mode: LinkMode,
     progress: &mut dyn FnMut(Progress),
@@ -194,11 +207,11 @@ fn populate_store(
     let mut done = Populated::default();
     progress(state);
     for info in closure.infos() {
-        let source = info.path.as_path();
+        let source = store_dir.join(info.path.base_name());
         let target = store.join(info.path.base_name());
         match mode {
-            LinkMode::Hardlink | LinkMode::Copy => place_tree(source, &target, mode, &mut done)?,
-            LinkMode::Bind => bind_member(source, &target, &mut done)?,
+            LinkMode::Hardlink | LinkMode::Copy => place_tree(&source, &target, mode, &mut done)?,
+            LinkMode::Bind => bind_member(&source, &target, &mut done)?,
         }
         done.paths += 1;
         state.paths_done += 1;
@@ -329,7 +342,7 @@ pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, RootfsError> {
 }
 
 /// Mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
-fn unescape_mountinfo(field: &str) -> String {
+pub(crate) fn unescape_mountinfo(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

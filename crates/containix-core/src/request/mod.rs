@@ -11,6 +11,7 @@ pub mod container_request;
 pub mod duration;
 pub mod flake_ref;
 pub mod policy;
+pub mod view_setting;
 pub mod volume_attributes;
 
 pub use annotations::{AnnotationError, PodAnnotations};

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::request::duration::{DurationError, format_duration, parse_duration};
+use crate::request::view_setting::ViewSetting;
 
 /// Where the policy file lives unless `CONTAINIX_CONFIG` names another.
 pub const DEFAULT_POLICY_PATH: &str = "/etc/containix/config.toml";
@@ -72,6 +73,11 @@ pub struct NodePolicy {
     /// The flake whose `legacyPackages.<system>` (or `packages.<system>`) resolves
     /// `containix.dev/packages`; none means that annotation is refused on this node.
     pub package_set: Option<String>,
+    /// How store views are made: `auto`, `link-farm` or `bind-tree`.
+    pub store_view: ViewSetting,
+    /// Where store views live; default `<state-dir>/views`. A link farm needs it on the Nix
+    /// store's filesystem.
+    pub view_dir: Option<PathBuf>,
     /// The file the policy came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -142,6 +148,8 @@ struct PolicyFile {
     state_dir: Option<PathBuf>,
     nix_command: Option<PathBuf>,
     package_set: Option<String>,
+    store_view: Option<ViewSetting>,
+    view_dir: Option<PathBuf>,
 }
 
 impl Default for NodePolicy {
@@ -159,6 +167,8 @@ impl Default for NodePolicy {
             state_dir: PathBuf::from("/var/lib/containix"),
             nix_command: PathBuf::from("nix"),
             package_set: None,
+            store_view: ViewSetting::Auto,
+            view_dir: None,
             source: None,
         }
     }
@@ -229,6 +239,8 @@ impl NodePolicy {
             state_dir: file.state_dir.unwrap_or(defaults.state_dir),
             nix_command: file.nix_command.unwrap_or(defaults.nix_command),
             package_set: file.package_set,
+            store_view: file.store_view.unwrap_or(defaults.store_view),
+            view_dir: file.view_dir,
             source: Some(path.to_owned()),
         };
         if policy.default_timeout > policy.max_timeout {
@@ -271,6 +283,7 @@ impl NodePolicy {
         for (key, dir) in [
             ("daemon-socket", &policy.daemon_socket),
             ("state-dir", &policy.state_dir),
+            ("view-dir", &policy.view_dir()),
         ] {
             if !dir.is_absolute() {
                 return Err(invalid(
@@ -280,6 +293,13 @@ impl NodePolicy {
             }
         }
         Ok(policy)
+    }
+
+    /// Where store views live: `view-dir`, else `<state-dir>/views`.
+    pub fn view_dir(&self) -> PathBuf {
+        self.view_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("views"))
     }
 
     /// Checks a flake ref, in its canonical printed form, against the allowed prefixes.

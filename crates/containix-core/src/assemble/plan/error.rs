@@ -50,6 +50,14 @@ pub enum PlanError {
         /// The member it collides with.
         member: StorePath,
     },
+    /// The base spec mounts something inside `/nix/store`, where the store view goes.
+    #[error(
+        "the base spec mounts {destination:?}, inside /nix/store; the closure's store view is mounted read-only there and cannot share that place"
+    )]
+    StoreMountConflict {
+        /// The base mount's destination.
+        destination: PathBuf,
+    },
     /// The program to run could not be found.
     #[error(transparent)]
     Program(#[from] ProgramError),

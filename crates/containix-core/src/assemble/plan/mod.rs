@@ -40,6 +40,7 @@ pub fn plan(input: &PlanInput<'_>, view: &dyn StoreFacts) -> Result<SpecPlan, Pl
         base,
         image,
         state_dir,
+        store_view,
         ..
     } = *input;
     validate::check_state_dir(state_dir)?;
@@ -88,7 +89,10 @@ pub fn plan(input: &PlanInput<'_>, view: &dyn StoreFacts) -> Result<SpecPlan, Pl
         }
     }
 
-    let (mut mounts, skipped) = mounts::closure_binds(view, closure, base_mounts)?;
+    let (mut mounts, skipped) = match store_view {
+        Some(store) => (vec![mounts::view_bind(store, base_mounts)?], Vec::new()),
+        None => mounts::closure_binds(view, closure, base_mounts)?,
+    };
     let mut files = Vec::new();
     if image == ImageKind::Empty {
         let user = process.user();
@@ -114,12 +118,13 @@ pub fn plan(input: &PlanInput<'_>, view: &dyn StoreFacts) -> Result<SpecPlan, Pl
             files.push(file);
         }
     }
-    let readonly_root = input.image == ImageKind::Empty || root.readonly() == Some(true);
+    let readonly_root =
+        root.readonly() == Some(true) || (store_view.is_none() && input.image == ImageKind::Empty);
     let tmp = Path::new("/tmp");
     if readonly_root && !mounts::already_covered(base_mounts, tmp) {
         mounts.push(mounts::tmpfs(tmp, &mounts::TMP_OPTIONS)?);
     }
-    validate::check_mounts(&mounts, closure, state_dir)?;
+    validate::check_mounts(&mounts, closure, state_dir, store_view)?;
 
     Ok(SpecPlan {
         state_dir: state_dir.into(),

@@ -52,6 +52,26 @@ pub fn tmpfs(destination: &Path, options: &[&str]) -> Result<Mount, PlanError> {
         .build()?)
 }
 
+/// Options of the store view's mount: recursive (a bind-tree view holds one mount per member),
+/// read-only, no setuid, no device nodes.
+pub const VIEW_BIND_OPTIONS: [&str; 4] = ["rbind", "ro", "nosuid", "nodev"];
+
+/// The store view at `/nix/store`: the one mount that shows the whole closure. A base mount at
+/// or below `/nix/store` would hide part of it, or be hidden, so it is refused.
+pub fn view_bind(store: &Path, base: &[Mount]) -> Result<Mount, PlanError> {
+    let destination = Path::new(STORE_DIR);
+    if let Some(existing) = base
+        .iter()
+        .filter_map(base_destination)
+        .find(|existing| existing.starts_with(destination))
+    {
+        return Err(PlanError::StoreMountConflict {
+            destination: existing,
+        });
+    }
+    bind(store, destination, &VIEW_BIND_OPTIONS)
+}
+
 /// One bind per closure member, in store order, plus the members that cannot be mounted.
 ///
 /// A member that is a directory or a regular file is bound at its own path (runc creates a

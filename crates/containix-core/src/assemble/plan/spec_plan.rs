@@ -32,6 +32,10 @@ pub struct PlanInput<'a> {
     pub image: ImageKind,
     /// The per-container directory on the host that receives generated files.
     pub state_dir: &'a Path,
+    /// The node's store view of the closure ([`crate::assemble::view`]): mounted as the
+    /// container's whole `/nix/store`, one mount whatever the closure's size. Without one, each
+    /// member is bound at its own path (what `containix spec` prints for a bundle off the node).
+    pub store_view: Option<&'a Path>,
 }
 
 /// A file the plan writes into the state directory and mounts read-only.
@@ -60,9 +64,11 @@ pub struct SpecPlan {
     pub files: Vec<StateFile>,
     /// Closure members that get no mount, and why.
     pub skipped: Vec<SkippedMember>,
-    /// Whether the root filesystem is read-only: always for the empty image, whose rootfs
-    /// holds nothing but the closure (so `/nix/store` cannot gain entries), else as the base
-    /// spec says. runc applies it after creating every mount point.
+    /// Whether the root filesystem is read-only: as the base spec says (Kubernetes'
+    /// `readOnlyRootFilesystem`) when the closure comes from a store view, whose mount keeps
+    /// `/nix/store` read-only either way; with per-member binds, also always for the empty image,
+    /// so that its `/nix/store` cannot gain entries. runc applies it after creating every
+    /// mount point.
     #[serde(default)]
     pub readonly_root: bool,
 }

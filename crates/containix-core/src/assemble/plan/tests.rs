@@ -26,6 +26,7 @@ fn input<'a>(
         entrypoint,
         image,
         state_dir: Path::new(STATE_DIR),
+        store_view: None,
     }
 }
 
@@ -755,7 +756,7 @@ fn planned_mounts_stay_in_bounds() {
         bind(ex.app.as_path(), ex.app.as_path(), &CLOSURE_BIND_OPTIONS).unwrap(),
         bind(&state.join("passwd"), Path::new("/etc/passwd"), &[]).unwrap(),
     ];
-    check_mounts(&good, &ex.resolved.closure, state).unwrap();
+    check_mounts(&good, &ex.resolved.closure, state, None).unwrap();
     let outside = format!("{}/bin", ex.app);
     let cases = [
         (
@@ -777,12 +778,96 @@ fn planned_mounts_stay_in_bounds() {
         (base_mount("/etc//x", "tmpfs", "tmpfs"), "not normalised"),
     ];
     for (mount, reason) in cases {
-        let err = check_mounts(std::slice::from_ref(&mount), &ex.resolved.closure, state)
-            .unwrap_err()
-            .to_string();
+        let err = check_mounts(
+            std::slice::from_ref(&mount),
+            &ex.resolved.closure,
+            state,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains(reason), "{mount:?}: {err}");
     }
     let twice = [good[0].clone(), good[0].clone()];
-    let err = check_mounts(&twice, &ex.resolved.closure, state).unwrap_err();
+    let err = check_mounts(&twice, &ex.resolved.closure, state, None).unwrap_err();
     assert!(err.to_string().contains("planned twice"), "{err}");
+}
+
+#[test]
+fn a_store_view_is_one_mount_and_the_root_follows_the_spec() {
+    let ex = example();
+    let view = Path::new("/var/lib/containix/views/0123/root/nix/store");
+    for readonly in [false, true] {
+        let base = containerd_spec(&[], &["HOME=/"], 1000, readonly);
+        let plan = plan(
+            &PlanInput {
+                store_view: Some(view),
+                ..input(&ex.resolved, &base, None, ImageKind::Empty)
+            },
+            &ex.store,
+        )
+        .unwrap();
+        let store_mounts: Vec<&Mount> = plan
+            .mounts
+            .iter()
+            .filter(|m| m.destination().starts_with(STORE_DIR))
+            .collect();
+        assert_eq!(store_mounts.len(), 1, "{:?}", plan.mounts);
+        assert_eq!(store_mounts[0].destination(), Path::new(STORE_DIR));
+        assert_eq!(store_mounts[0].source().as_deref(), Some(view));
+        let options = store_mounts[0].options().clone().unwrap();
+        assert!(options.contains(&"ro".to_owned()), "{options:?}");
+        assert!(options.contains(&"rbind".to_owned()), "{options:?}");
+        assert_eq!(plan.readonly_root, readonly);
+        assert!(plan.skipped.is_empty());
+        let has_tmp = plan
+            .mounts
+            .iter()
+            .any(|m| m.destination() == Path::new("/tmp"));
+        assert_eq!(has_tmp, readonly, "a tmpfs /tmp only for a read-only root");
+    }
+}
+
+#[test]
+fn a_base_mount_inside_the_store_conflicts_with_the_view() {
+    let ex = example();
+    let view = Path::new("/var/lib/containix/views/0123/root/nix/store");
+    let mut base = containerd_spec(&[], &[], 0, false);
+    let mut mounts = base.mounts().clone().unwrap_or_default();
+    mounts.push(base_mount(&format!("{}/etc", ex.app), "bind", "/srv/x"));
+    base.set_mounts(Some(mounts));
+    let input = PlanInput {
+        store_view: Some(view),
+        ..input(&ex.resolved, &base, None, ImageKind::Empty)
+    };
+    let message = err(&input, &ex.store);
+    assert!(message.contains("inside /nix/store"), "{message}");
+}
+
+#[test]
+fn only_the_view_may_be_bound_at_the_store() {
+    let ex = example();
+    let view = Path::new("/var/lib/containix/views/0123/root/nix/store");
+    let mount = mounts::bind(view, Path::new(STORE_DIR), &mounts::VIEW_BIND_OPTIONS).unwrap();
+    let state = Path::new(STATE_DIR);
+    validate::check_mounts(
+        std::slice::from_ref(&mount),
+        &ex.resolved.closure,
+        state,
+        Some(view),
+    )
+    .unwrap();
+    let err = validate::check_mounts(
+        std::slice::from_ref(&mount),
+        &ex.resolved.closure,
+        state,
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("store view"), "{err}");
+    let elsewhere = mounts::bind(view, Path::new("/opt"), &mounts::VIEW_BIND_OPTIONS).unwrap();
+    assert!(
+        validate::check_mounts(&[elsewhere], &ex.resolved.closure, state, Some(view)).is_err(),
+        "the view goes at /nix/store only"
+    );
 }

@@ -65,11 +65,13 @@ pub fn check_state_dir(state_dir: &Path) -> Result<(), PlanError> {
 }
 
 /// Checks every mount a plan adds: a normalised destination inside the rootfs, no destination
-/// twice, and bind sources only in closure members or the state directory.
+/// twice, and bind sources only in closure members, the state directory, or the store view
+/// (at `/nix/store` only).
 pub fn check_mounts(
     mounts: &[Mount],
     closure: &Closure,
     state_dir: &Path,
+    store_view: Option<&Path>,
 ) -> Result<(), PlanError> {
     let mut seen = std::collections::HashSet::new();
     for mount in mounts {
@@ -99,9 +101,10 @@ pub fn check_mounts(
             && source
                 .components()
                 .all(|c| c != Component::ParentDir && c != Component::CurDir);
-        if !in_closure && !in_state_dir {
+        let is_view = store_view == Some(source.as_path()) && destination == Path::new(STORE_DIR);
+        if !in_closure && !in_state_dir && !is_view {
             return Err(invalid(
-                "has a bind source outside the closure and the state directory",
+                "has a bind source outside the closure, the state directory and the store view",
             ));
         }
     }

@@ -1,0 +1,224 @@
+//! What a store view keeps on disk, under `<view-dir>/<id>/`:
+//!
+//! - `root/nix/store/`: the view itself, one entry per closure member;
+//! - `closure.json`: the members' path infos, so a repeat start plans without the daemon;
+//! - `ready.json` ([`ViewRecord`]): written last, by rename: a view without it is unfinished;
+//! - `users/<consumer>`: one file per container or volume using the view, holding the boot id
+//!   it was added in (a user from an earlier boot is gone).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::ViewError;
+use super::mechanism::ViewMechanism;
+use crate::store::path_info::PathInfo;
+use crate::store::store_path::StorePath;
+
+/// The file that marks a view complete.
+pub const READY_FILE: &str = "ready.json";
+/// The members' path infos.
+pub const CLOSURE_FILE: &str = "closure.json";
+/// The directory populated with the members (`root/nix/store`).
+pub const ROOT_DIR: &str = "root";
+/// One file per user.
+pub const USERS_DIR: &str = "users";
+/// Where the kernel tells the current boot's id.
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// A finished view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewRecord {
+    /// How it is filled.
+    pub mechanism: ViewMechanism,
+    /// The boot it was made in; a bind tree from an earlier boot has lost its mounts.
+    pub boot_id: String,
+    /// The closure's roots, sorted.
+    pub roots: Vec<StorePath>,
+    /// How many store paths it shows.
+    pub members: usize,
+    /// Their NAR size, in bytes.
+    pub nar_size: u64,
+    /// When it was finished, in seconds since the epoch.
+    pub created: u64,
+}
+
+impl ViewRecord {
+    /// Whether the view still shows its members in the boot `boot_id`: a link farm lives on
+    /// disk, a bind tree only as long as its mounts.
+    pub fn is_live(&self, boot_id: &str) -> bool {
+        self.mechanism == ViewMechanism::LinkFarm || self.boot_id == boot_id
+    }
+}
+
+/// The id of the view of the closure of `roots`: a closure is determined by its roots (store
+/// paths never change their references), so their sorted set names it.
+pub fn view_id(roots: &[StorePath]) -> String {
+    let mut sorted: Vec<&str> = roots.iter().map(StorePath::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut hash = Sha256::new();
+    hash.update(b"containix-view-v1\0");
+    for root in sorted {
+        hash.update(root.as_bytes());
+        hash.update(b"\0");
+    }
+    let digest = hash.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The current boot's id, or `unknown` where the kernel does not say.
+pub fn boot_id() -> String {
+    fs::read_to_string(BOOT_ID_PATH)
+        .map(|text| text.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// The paths of one view's files.
+#[derive(Debug, Clone)]
+pub struct ViewPaths {
+    dir: PathBuf,
+}
+
+impl ViewPaths {
+    /// The view in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// The view's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory populated like a rootfs (`root/nix/store` inside).
+    pub fn root(&self) -> PathBuf {
+        self.dir.join(ROOT_DIR)
+    }
+
+    /// The store directory a container mounts at `/nix/store`.
+    pub fn store(&self) -> PathBuf {
+        crate::assemble::rootfs::store_dir_in(&self.root())
+    }
+
+    /// The ready marker.
+    pub fn ready(&self) -> PathBuf {
+        self.dir.join(READY_FILE)
+    }
+
+    /// The members' path infos.
+    pub fn closure(&self) -> PathBuf {
+        self.dir.join(CLOSURE_FILE)
+    }
+
+    /// The users' directory.
+    pub fn users(&self) -> PathBuf {
+        self.dir.join(USERS_DIR)
+    }
+
+    /// Reads the ready marker; `None` when the view is unfinished.
+    pub fn read_record(&self) -> Result<Option<ViewRecord>, ViewError> {
+        read_json(&self.ready())
+    }
+
+    /// Reads the members' path infos.
+    pub fn read_closure(&self) -> Result<Vec<PathInfo>, ViewError> {
+        let path = self.closure();
+        read_json(&path)?.ok_or(ViewError::Corrupt {
+            path,
+            message: "missing; the view is incomplete".into(),
+        })
+    }
+}
+
+/// Reads a JSON file; `None` when it does not exist.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ViewError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ViewError::Io {
+                action: "reading",
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|err| ViewError::Corrupt {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
+/// renamed over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ViewError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| ViewError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = fs::File::create(&temp).map_err(io("creating", &temp))?;
+    file.write_all(bytes).map_err(io("writing", &temp))?;
+    file.sync_all().map_err(io("syncing", &temp))?;
+    fs::rename(&temp, path).map_err(io("renaming into place", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(c: char, name: &str) -> StorePath {
+        StorePath::parse(&format!("/nix/store/{}-{name}", c.to_string().repeat(32))).unwrap()
+    }
+
+    #[test]
+    fn the_id_depends_on_the_set_of_roots_only() {
+        let (a, b) = (path('a', "a"), path('b', "b"));
+        let id = view_id(&[a.clone(), b.clone()]);
+        assert_eq!(id.len(), 32);
+        assert_eq!(id, view_id(&[b.clone(), a.clone(), b.clone()]));
+        assert_ne!(id, view_id(&[a]));
+    }
+
+    #[test]
+    fn a_bind_tree_dies_with_its_boot() {
+        let mut record = ViewRecord {
+            mechanism: ViewMechanism::BindTree,
+            boot_id: "one".into(),
+            roots: vec![],
+            members: 0,
+            nar_size: 0,
+            created: 0,
+        };
+        assert!(record.is_live("one"));
+        assert!(!record.is_live("two"));
+        record.mechanism = ViewMechanism::LinkFarm;
+        assert!(record.is_live("two"));
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ready.json");
+        write_atomically(&file, b"{}").unwrap();
+        write_atomically(&file, b"[1]").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"[1]");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        let missing: Option<Vec<u8>> = read_json(&dir.path().join("none.json")).unwrap();
+        assert!(missing.is_none());
+        fs::write(&file, b"not json").unwrap();
+        assert!(read_json::<ViewRecord>(&file).is_err());
+    }
+}
