@@ -65,32 +65,32 @@ struct StderrLines {
 }
 
 impl<'a> MakeWriter<'a> for StderrLines {
-    type Writer = StderrLine;
+    type Writer = LogLine<StderrLock<'static>>;
 
-    fn make_writer(&'a self) -> StderrLine {
-        StderrLine {
-            stderr: std::io::stderr().lock(),
+    fn make_writer(&'a self) -> Self::Writer {
+        LogLine {
+            out: std::io::stderr().lock(),
             clear_first: self.terminal,
         }
     }
 }
 
-/// One event's line on stderr.
-struct StderrLine {
-    stderr: StderrLock<'static>,
+/// One event's line, written to `out` after [`CLEAR_LINE`] when `clear_first`.
+struct LogLine<W> {
+    out: W,
     clear_first: bool,
 }
 
-impl Write for StderrLine {
+impl<W: Write> Write for LogLine<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if std::mem::take(&mut self.clear_first) {
-            self.stderr.write_all(CLEAR_LINE)?;
+            self.out.write_all(CLEAR_LINE)?;
         }
-        self.stderr.write(buf)
+        self.out.write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.stderr.flush()
+        self.out.flush()
     }
 }
 
@@ -115,5 +115,18 @@ mod tests {
         let (filter, ignored) = filter(0, Some("=nonsense=="));
         assert_eq!(filter.max_level_hint(), Some(LevelFilter::WARN));
         assert!(ignored.unwrap().contains("RUST_LOG"));
+    }
+
+    #[test]
+    fn on_a_terminal_a_line_first_clears_the_progress_line_once() {
+        for (terminal, expected) in [(true, "\r\x1b[K WARN x\n"), (false, " WARN x\n")] {
+            let mut line = LogLine {
+                out: Vec::new(),
+                clear_first: terminal,
+            };
+            line.write_all(b" WARN ").unwrap();
+            line.write_all(b"x\n").unwrap();
+            assert_eq!(String::from_utf8(line.out).unwrap(), expected);
+        }
     }
 }
