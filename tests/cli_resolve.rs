@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use containix_testkit::fixtures::{self, Built};
+use containix_testkit::fixtures::{self, BUILD_LOG_LAST_WORDS, BUILD_LOG_MARKER, Built, Fixture};
 use serde_json::Value;
 
 fn containix(args: &[&str]) -> Output {
@@ -268,4 +268,69 @@ fn usage_errors_exit_2_and_bad_values_exit_1() {
     assert!(String::from_utf8_lossy(&relative.stderr).contains("--store-paths"));
     let two = containix(&["resolve", "github:o/r", "--packages", "curl"]);
     assert_eq!(two.status.code(), Some(2));
+}
+
+#[test]
+fn verbose_shows_build_output_naming_the_derivation_and_keeps_stdout_clean() {
+    // Nothing of this flake is built: each resolve below runs the build.
+    let flake = Fixture::BuildLog.unbuilt_isolated().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("config.toml");
+    std::fs::write(&policy, "realise = \"build\"\n").unwrap();
+    let run = |rust_log: Option<&str>, args: &[&str]| {
+        let mut command = Command::new(containix_bin());
+        command.args(args).env("CONTAINIX_CONFIG", &policy);
+        match rust_log {
+            Some(value) => command.env("RUST_LOG", value),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output, stderr)
+    };
+    let broken = flake.flake_ref("broken");
+    let last_words = format!("{BUILD_LOG_LAST_WORDS}{}", flake.salt);
+
+    // By default only warnings and the error (which quotes the build's last lines, without
+    // colours): no build output as log lines.
+    let (output, stderr) = run(None, &["resolve", &broken]);
+    assert!(!output.status.success());
+    assert!(stderr.starts_with("containix: "), "{stderr}");
+    assert!(stderr.contains(&last_words), "{stderr}");
+    assert!(!stderr.contains("containix::nix"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+
+    // -v (or RUST_LOG) shows it, naming the derivation.
+    for (rust_log, args) in [
+        (None, vec!["-v", "resolve", &broken]),
+        (Some("containix::nix=info"), vec!["resolve", &broken]),
+    ] {
+        let (output, stderr) = run(rust_log, &args);
+        assert!(!output.status.success());
+        let line = stderr
+            .lines()
+            .find(|line| line.contains(&last_words))
+            .unwrap_or_else(|| panic!("{rust_log:?}: {stderr}"));
+        assert!(line.contains("INFO containix::nix"), "{line}");
+        assert!(line.contains("drv=/nix/store/"), "{line}");
+        assert!(line.contains("-build-log-broken-1.0.drv"), "{line}");
+    }
+
+    // A successful build with -v: the log is on stderr, stdout is only the JSON.
+    let (output, stderr) = run(
+        None,
+        &["resolve", "--json", "-v", &flake.flake_ref("default")],
+    );
+    let json = stdout_json(&output);
+    assert!(
+        json["roots"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("-build-log-1.0"),
+        "{json}"
+    );
+    let marker = format!("{BUILD_LOG_MARKER}{}", flake.salt);
+    assert!(stderr.contains(&marker), "{stderr}");
+
+    flake.delete_from_store().unwrap();
 }

@@ -12,7 +12,7 @@ use containix_core::image::oci_image::EMPTY_IMAGE_NAME;
 use containix_testkit::containerd::{CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions};
 use containix_testkit::cri::proto::{self, ContainerState};
 use containix_testkit::cri::{ContainerLog, ContainerSpec, CriClient, PodSandboxSpec};
-use containix_testkit::fixtures::{self, Built};
+use containix_testkit::fixtures::{self, BUILD_LOG_LAST_WORDS, BUILD_LOG_MARKER, Built, Fixture};
 use containix_tests::{LIMIT, eventually, shim_side_processes, stop_cleanly};
 
 /// The policy every test node here gets, plus `extra` lines.
@@ -368,4 +368,85 @@ async fn ctr_run_with_the_containix_runtime_runs_a_closure() {
     })
     .await;
     stop_cleanly(node).await;
+}
+
+/// The line of containerd's log that contains `needle`, once the shim has written it.
+async fn containerd_log_line(node: &Containerd, needle: &str) -> String {
+    let mut found = None;
+    eventually(&format!("{needle:?} in containerd's log"), async || {
+        let log = std::fs::read_to_string(node.layout().log()).unwrap_or_default();
+        found = log
+            .lines()
+            .find(|line| line.contains(needle))
+            .map(str::to_owned);
+        found.is_some()
+    })
+    .await;
+    found.unwrap()
+}
+
+#[tokio::test]
+async fn a_pods_build_output_and_stage_timings_are_in_containerds_log() {
+    // Nothing of this flake is built: the shim's resolution runs both builds.
+    let flake = Fixture::BuildLog.unbuilt_isolated().unwrap();
+    let node = start_node("").await;
+
+    // A build that fails: the pod's error is containix's, and the log has the build's last line.
+    let pod = Pod::run(
+        &node,
+        "broken-build",
+        &[("containix.dev/flake", &flake.flake_ref("broken"))],
+    )
+    .await;
+    let err = pod
+        .start(&ContainerSpec::new("app", EMPTY_IMAGE_NAME))
+        .await
+        .expect_err("the build fails");
+    assert!(err.contains("containix: "), "{err}");
+    pod.remove().await;
+    let last_words = format!("{BUILD_LOG_LAST_WORDS}{}", flake.salt);
+    let line = containerd_log_line(&node, &last_words).await;
+    assert!(line.starts_with("time=\""), "{line}");
+    assert!(line.contains(" level=info "), "{line}");
+    assert!(line.contains(" drv=/nix/store/"), "{line}");
+    assert!(line.contains("-build-log-broken-1.0.drv"), "{line}");
+    assert!(
+        line.contains("runtime=io.containerd.containix.v1"),
+        "{line}"
+    );
+
+    // A build that succeeds: its output line, then the core's stage timings.
+    let pod = Pod::run(
+        &node,
+        "marker-build",
+        &[("containix.dev/flake", &flake.flake_ref("default"))],
+    )
+    .await;
+    let (code, log) = pod
+        .run_to_exit(&ContainerSpec::new("app", EMPTY_IMAGE_NAME))
+        .await;
+    assert_eq!(code, 0, "{}", log.stderr());
+    assert!(log.stdout().contains("marker ran"), "{log:?}");
+    pod.remove().await;
+    let marker = format!("{BUILD_LOG_MARKER}{}", flake.salt);
+    let line = containerd_log_line(&node, &marker).await;
+    assert!(line.contains("-build-log-1.0.drv"), "{line}");
+    let timing = containerd_log_line(&node, "msg=\"container prepared\"").await;
+    assert!(timing.contains("-build-log-1.0 "), "{timing}");
+    for field in [" resolve_ms=", " view_ms=", " assemble_ms=", " paths=2 "] {
+        assert!(timing.contains(field), "{field}: {timing}");
+    }
+    // The containerd-shim crate's own records (the `log` crate) arrive too.
+    let started = containerd_log_line(&node, "Shim successfully started").await;
+    assert!(
+        started.contains("runtime=io.containerd.containix.v1"),
+        "{started}"
+    );
+
+    eventually("containix state to be released", async || {
+        containix_leftovers(&node).is_empty()
+    })
+    .await;
+    stop_cleanly(node).await;
+    flake.delete_from_store().unwrap();
 }

@@ -25,7 +25,7 @@ use containix_csi::proto::{
 };
 use containix_testkit::containerd::{Containerd, ContainerdOptions};
 use containix_testkit::cri::{ContainerLog, ContainerSpec, PodSandboxSpec};
-use containix_testkit::fixtures::{Built, Fixture};
+use containix_testkit::fixtures::{BUILD_LOG_MARKER, Built, Fixture};
 use containix_testkit::nix_daemon::NixDaemon;
 use containix_tests::csi_bin;
 use tonic::Code;
@@ -886,4 +886,34 @@ async fn a_published_volume_at_nix_runs_its_program_in_a_runc_container() {
     unpublish(&mut client, "csi-pod", &target).await;
     assert_nothing_left(dir.path(), &target);
     plugin.stop().await;
+}
+
+#[tokio::test]
+async fn a_flake_volume_s_build_output_is_in_the_plugin_s_log() {
+    // Nothing of this flake is built: publishing the volume runs the build.
+    let flake = Fixture::BuildLog.unbuilt_isolated().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = Plugin::start(dir.path()).await;
+    let mut client = plugin.client().await;
+    let target = dir.path().join("pod/volumes/nix/mount");
+    publish_attributes(
+        &mut client,
+        "csi-build-log",
+        &target,
+        &[("flakeRef", &flake.flake_ref("default"))],
+    )
+    .await;
+    let marker = format!("{BUILD_LOG_MARKER}{}", flake.salt);
+    let log = plugin.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains(&marker))
+        .unwrap_or_else(|| panic!("no {marker:?} in the plugin's log:\n{log}"));
+    assert!(line.contains("INFO containix::nix"), "{line}");
+    assert!(line.contains("drv=/nix/store/"), "{line}");
+
+    unpublish(&mut client, "csi-build-log", &target).await;
+    assert_nothing_left(dir.path(), &target);
+    plugin.stop().await;
+    flake.delete_from_store().unwrap();
 }

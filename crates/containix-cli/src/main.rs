@@ -7,6 +7,7 @@ mod doctor;
 mod exit_status;
 mod host;
 mod line_diff;
+mod logging;
 mod progress;
 mod resolution;
 mod runtime;
@@ -26,6 +27,10 @@ use exit_status::{EXIT_CODES, UsageError};
     after_help = format!("Example:\n  containix run path:./examples/hello\n\n{EXIT_CODES}"),
 )]
 pub struct Cli {
+    /// Log more on stderr: -v what the Nix daemon builds and fetches, with every build output
+    /// line; -vv debug; -vvv trace. Default: warnings and errors (or $RUST_LOG).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +50,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::install(cli.verbose);
     let result = match cli.command {
         Command::Resolve(args) => commands::resolve::run(args),
         Command::Sbom(args) => commands::sbom::run(args),

@@ -13,8 +13,8 @@ use containerd_shim::{
         protobuf::{Message, well_known_types::any::Any},
     },
 };
-use log::warn;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use tracing::warn;
 
 use crate::{
     error::{Result, ShimError},

@@ -18,7 +18,7 @@ use containix_core::assemble::plan::EnvEdit;
 use containix_core::assemble::plan::env::apply_env;
 use containix_core::request::policy::NodePolicy;
 use containix_core::resolve::Resolver;
-use log::{info, warn};
+use tracing::{info, warn};
 
 use crate::reaper::ReaperAwareRunner;
 
@@ -134,27 +134,7 @@ impl ContainixStep for CoreStep {
                 Ok(StepOutcome::Passthrough)
             }
             Ok(Outcome::Prepared(prepared)) => {
-                let stages: Vec<String> = prepared
-                    .stages
-                    .iter()
-                    .map(|(stage, took)| format!("{stage} {}ms", took.as_millis()))
-                    .collect();
-                info!(
-                    "containix: {container_id} (container {}) runs {} store paths ({} bytes) \
-                     from {}: {}",
-                    prepared.request.container,
-                    prepared.resolved.closure.len(),
-                    prepared.resolved.closure.nar_size(),
-                    prepared
-                        .resolved
-                        .roots
-                        .first()
-                        .map_or_else(String::new, ToString::to_string),
-                    stages.join(", ")
-                );
-                for skipped in &prepared.plan.skipped {
-                    warn!("containix: {container_id}: not mounted: {skipped:?}");
-                }
+                // containix-core logged what was prepared and how long each stage took.
                 self.exec_env
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use containerd_shim::{
     Context, event::Event, protos::protobuf::MessageDyn, publisher::RemotePublisher,
 };
-use log::warn;
 use tokio::sync::mpsc;
+use tracing::warn;
 
 /// Receives the events the task service emits, in order.
 #[async_trait]

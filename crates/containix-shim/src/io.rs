@@ -14,10 +14,10 @@ use std::{
 };
 
 use async_trait::async_trait;
-use log::{debug, warn};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use runc::{Command, Pipe};
 use tokio::{net::UnixListener, task::JoinHandle};
+use tracing::{debug, warn};
 
 use crate::error::{Result, ShimError};
 use crate::runtime_stdio::RuntimeStdio;

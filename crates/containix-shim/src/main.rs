@@ -8,6 +8,8 @@ mod containix_step;
 mod error;
 mod events;
 mod io;
+mod logging;
+mod logrus_format;
 mod process;
 mod reaper;
 mod runtime_stdio;

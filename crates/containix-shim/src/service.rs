@@ -14,12 +14,13 @@ use containerd_shim::{
     monitor::{Subject, Topic},
     publisher::RemotePublisher,
 };
-use log::{error, warn};
+use tracing::{error, warn};
 
 use crate::{
     container,
     containix_step::{ContainixStep, CoreStep},
     events::RemoteEvents,
+    logging,
     spawner::{RuncSpawner, RuntimeConfig, Spawner},
     task::TaskService,
 };
@@ -54,7 +55,10 @@ pub struct ShimService {
 impl Shim for ShimService {
     type T = TaskService;
 
-    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+    async fn new(runtime_id: &str, args: &Flags, config: &mut Config) -> Self {
+        // The crate's own logger would take the fifo; ours bridges its records instead.
+        config.no_setup_logger = true;
+        logging::install(runtime_id, args);
         ShimService {
             id: args.id.clone(),
             namespace: args.namespace.clone(),

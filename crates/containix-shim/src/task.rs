@@ -29,9 +29,9 @@ use containerd_shim::{
         protobuf::well_known_types::timestamp::Timestamp,
     },
 };
-use log::{debug, info, warn};
 use oci_spec::runtime::{LinuxResources, Process as OciProcess};
 use tokio::sync::Mutex;
+use tracing::{debug, info, warn};
 
 use crate::{
     container::{self, Container},

@@ -34,16 +34,27 @@ pub enum Fixture {
     NoMainProgram,
     /// `tests/fixtures/exit-code`: a program that exits with [`EXIT_CODE_FIXTURE_STATUS`].
     ExitCode,
+    /// `tests/fixtures/build-log`: a build that prints [`BUILD_LOG_MARKER`] and the salt
+    /// (package `default`), and one that prints two lines and fails (package `broken`). Meant
+    /// for [`Fixture::unbuilt_isolated`], so that the build runs where a test watches it.
+    BuildLog,
 }
+
+/// What the [`Fixture::BuildLog`] build prints, followed by the salt of its unbuilt copy.
+pub const BUILD_LOG_MARKER: &str = "build-log marker";
+
+/// The last line the [`Fixture::BuildLog`] `broken` build prints, followed by the salt.
+pub const BUILD_LOG_LAST_WORDS: &str = "build-log broken: last words";
 
 impl Fixture {
     /// Every fixture.
-    pub const ALL: [Fixture; 5] = [
+    pub const ALL: [Fixture; 6] = [
         Fixture::Hello,
         Fixture::Diamond,
         Fixture::FileAndSymlink,
         Fixture::NoMainProgram,
         Fixture::ExitCode,
+        Fixture::BuildLog,
     ];
 
     /// The name of the flake's directory.
@@ -54,6 +65,7 @@ impl Fixture {
             Fixture::FileAndSymlink => "file-and-symlink",
             Fixture::NoMainProgram => "no-main-program",
             Fixture::ExitCode => "exit-code",
+            Fixture::BuildLog => "build-log",
         }
     }
 
@@ -73,6 +85,7 @@ impl Fixture {
             Fixture::FileAndSymlink => Some("show-data"),
             Fixture::NoMainProgram => None,
             Fixture::ExitCode => Some("fail"),
+            Fixture::BuildLog => Some("marker"),
         }
     }
 
@@ -101,6 +114,78 @@ impl Fixture {
             });
         }
         build(self, "default", Some(unique_salt()))
+    }
+
+    /// A copy of the flake with a unique salt (as [`Fixture::build_isolated`]) whose source is
+    /// in the store but whose packages are not built: the first one to ask for a package (a
+    /// pod, `containix resolve`) runs its build. Not available for [`Fixture::Hello`].
+    pub fn unbuilt_isolated(self) -> Result<Unbuilt> {
+        if self == Fixture::Hello {
+            return Err(Error::InvalidInput {
+                field: "fixture",
+                expected: "a fixture under tests/fixtures (the example flake cannot be isolated)",
+                got: self.name().into(),
+            });
+        }
+        NixDaemon::start_or_reuse()?;
+        let salt = unique_salt();
+        let work = copy_to_temp(self, Some(&salt))?;
+        Ok(Unbuilt {
+            flake_source: add_source_to_store(work.path())?,
+            salt,
+            system: current_system()?,
+        })
+    }
+}
+
+/// A salted copy of a fixture flake, in the store but not built ([`Fixture::unbuilt_isolated`]).
+#[derive(Debug, Clone)]
+pub struct Unbuilt {
+    /// The store path of the flake's source.
+    pub flake_source: PathBuf,
+    /// The copy's salt: part of its busybox's store name and of what its builds print.
+    pub salt: String,
+    system: &'static str,
+}
+
+impl Unbuilt {
+    /// A flake reference to `packages.<system>.<package>` of this copy.
+    pub fn flake_ref(&self, package: &str) -> String {
+        format!(
+            "path:{}#packages.{}.{package}",
+            self.flake_source.display(),
+            self.system
+        )
+    }
+
+    /// Deletes from the store this copy's source, its busybox and everything that refers to
+    /// that busybox (derivations and outputs built from it), as far as they are present.
+    pub fn delete_from_store(&self) -> Result<()> {
+        let suffix = format!("-busybox{}", self.salt);
+        let store = Path::new("/nix/store");
+        let entries = fs::read_dir(store).map_err(|err| Error::io_at("reading", store, err))?;
+        let busybox: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.to_string_lossy().ends_with(&suffix))
+            .collect();
+        let mut doomed: Vec<PathBuf> = Vec::new();
+        if !busybox.is_empty() {
+            doomed = NixCommand::nix_store()
+                .args(["--query", "--referrers-closure"])
+                .args(&busybox)
+                .run_lines()?
+                .into_iter()
+                .map(PathBuf::from)
+                .collect();
+        }
+        if is_valid_path(&self.flake_source)? {
+            doomed.push(self.flake_source.clone());
+        }
+        if !doomed.is_empty() {
+            NixCommand::nix_store().arg("--delete").args(doomed).run()?;
+        }
+        Ok(())
     }
 }
 
@@ -268,9 +353,8 @@ pub fn install_busybox(flake_dir: &Path) -> Result<PathBuf> {
     Ok(target)
 }
 
-fn build(fixture: Fixture, package: &str, salt: Option<String>) -> Result<Built> {
-    NixDaemon::start_or_reuse()?;
-    let attr = format!("packages.{}.{package}", current_system()?);
+/// A temporary copy of `fixture`'s flake with busybox and, if given, the salt.
+fn copy_to_temp(fixture: Fixture, salt: Option<&str>) -> Result<tempfile::TempDir> {
     let work = tempfile::Builder::new()
         .prefix(&format!("containix-flake-{}-", fixture.name()))
         .tempdir()
@@ -278,16 +362,31 @@ fn build(fixture: Fixture, package: &str, salt: Option<String>) -> Result<Built>
     let flake_dir = work.path();
     copy_flake(&fixture.source_dir(), flake_dir)?;
     install_busybox(flake_dir)?;
-    if let Some(salt) = &salt {
+    if let Some(salt) = salt {
         let salt_path = flake_dir.join("salt");
         fs::write(&salt_path, salt).map_err(|err| Error::io_at("writing", &salt_path, err))?;
     }
+    Ok(work)
+}
 
+/// Adds the flake in `flake_dir` to the store (`nix flake metadata`): its source's store path.
+fn add_source_to_store(flake_dir: &Path) -> Result<PathBuf> {
     let metadata = NixCommand::nix()
         .args(["flake", "metadata", "--json"])
         .arg(format!("path:{}", flake_dir.display()))
         .run()?;
-    let flake_source = PathBuf::from(json_string(&metadata, &["path"], "nix flake metadata")?);
+    Ok(PathBuf::from(json_string(
+        &metadata,
+        &["path"],
+        "nix flake metadata",
+    )?))
+}
+
+fn build(fixture: Fixture, package: &str, salt: Option<String>) -> Result<Built> {
+    NixDaemon::start_or_reuse()?;
+    let attr = format!("packages.{}.{package}", current_system()?);
+    let work = copy_to_temp(fixture, salt.as_deref())?;
+    let flake_source = add_source_to_store(work.path())?;
 
     let built = NixCommand::nix()
         .args(["build", "--no-link", "--json"])

@@ -167,6 +167,40 @@ pub struct Prepared {
     pub stages: Vec<(&'static str, Duration)>,
 }
 
+impl Prepared {
+    /// How long `stage` took, in milliseconds to a tenth (0 for a stage not run).
+    pub fn stage_ms(&self, stage: &str) -> f64 {
+        self.stages
+            .iter()
+            .find(|(name, _)| *name == stage)
+            .map_or(0.0, |(_, took)| {
+                (took.as_secs_f64() * 10_000.0).round() / 10.0
+            })
+    }
+
+    /// Logs what was prepared and how long each stage took (one info event), and every
+    /// closure member that got no mount (a warning each).
+    fn log(&self, container_id: &str) {
+        let root = self.resolved.roots.first();
+        tracing::info!(
+            container_id,
+            container = %self.request.container,
+            root = root.map(tracing::field::display),
+            paths = self.resolved.closure.len(),
+            nar_size = self.resolved.closure.nar_size(),
+            view = %self.view.id,
+            mechanism = %self.view.mechanism,
+            resolve_ms = self.stage_ms("resolve"),
+            view_ms = self.stage_ms("view"),
+            assemble_ms = self.stage_ms("assemble"),
+            "container prepared"
+        );
+        for skipped in &self.plan.skipped {
+            tracing::warn!(container_id, ?skipped, "closure member not mounted");
+        }
+    }
+}
+
 /// Decides what to do with a container from its spec annotations. Pure.
 pub fn decide(annotations: &BTreeMap<String, String>) -> Result<Decision, AnnotationError> {
     if annotations
@@ -322,22 +356,16 @@ impl ContainerStep {
             source: Box::new(source),
         })?;
         stages.push(("assemble", started.elapsed()));
-        tracing::info!(
-            container = container_id,
-            view = %view.id,
-            mechanism = %view.mechanism,
-            paths = resolved.closure.len(),
-            stages = ?stages,
-            "containix step prepared the bundle"
-        );
-        Ok(Outcome::Prepared(Box::new(Prepared {
+        let prepared = Prepared {
             request,
             resolved,
             view,
             plan: prepared.plan,
             image,
             stages,
-        })))
+        };
+        prepared.log(container_id);
+        Ok(Outcome::Prepared(Box::new(prepared)))
     }
 
     /// The view of a request whose roots this node knows without the daemon (see

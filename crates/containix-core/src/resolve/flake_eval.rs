@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::request::flake_ref::FlakeInstallable;
 use crate::request::policy::NodePolicy;
 use crate::resolve::process_runner::ProcessRunner;
-use crate::store::daemon::stderr::strip_ansi;
+use crate::store::daemon::ansi::strip_ansi;
 use crate::store::store_path::{StorePath, StorePathError};
 
 /// Longest stderr tail kept in an error, in bytes.

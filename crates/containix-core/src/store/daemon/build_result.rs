@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncBufRead;
 
+use super::ansi::strip_ansi;
 use super::error::{DaemonError, DaemonResult};
 use super::version::ProtocolVersion;
 use super::wire::{MAX_SHORT_STRING_LEN, MAX_SMALL_LIST_LEN, MAX_STRING_LEN, WireReader};
@@ -83,7 +84,7 @@ impl BuildStatus {
 pub struct BuildResult {
     /// How it ended.
     pub status: BuildStatus,
-    /// The error message, empty on success.
+    /// The error message without colours, empty on success.
     pub error_msg: String,
     /// How often the derivation was built (from 1.29; 0 before).
     pub times_built: u64,
@@ -109,7 +110,7 @@ impl BuildResult {
         version: ProtocolVersion,
     ) -> DaemonResult<Self> {
         let status = BuildStatus::from_wire(reader.u64("build status").await?);
-        let error_msg = reader.text("build error message", MAX_STRING_LEN).await?;
+        let error_msg = strip_ansi(&reader.text("build error message", MAX_STRING_LEN).await?);
         let mut result = Self {
             status,
             error_msg,

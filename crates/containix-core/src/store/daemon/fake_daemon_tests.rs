@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, BufReader, DuplexStream, ReadHalf, WriteHalf, duplex};
 
+use super::activity::{ACTIVITY_COPY_PATH, ACTIVITY_COPY_PATHS, RESULT_PROGRESS};
 use super::handshake::{WORKER_MAGIC_1, WORKER_MAGIC_2, send};
 use super::stderr::*;
 use super::testing::{encode_path_info, transcript};

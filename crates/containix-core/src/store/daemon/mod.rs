@@ -13,6 +13,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod activity;
+pub mod activity_log;
+pub mod ansi;
 pub mod build_result;
 pub mod client;
 pub mod derived_path;

@@ -1,8 +1,9 @@
 //! The "stderr" channel that precedes every reply: log lines, activities and their results, and
 //! finally `STDERR_LAST` (a result follows) or `STDERR_ERROR` (the operation failed).
 //!
-//! Log lines and activities become `tracing` events (target `containix::nix`) and update a
-//! [`Progress`] snapshot published on a `watch` channel that a frontend can render.
+//! Log lines, activities, build output and errors become `tracing` events naming the derivation
+//! or store path they concern ([`ActivityLog`]), and activities update a [`Progress`] snapshot
+//! published on a `watch` channel that a frontend can render.
 //!
 //! The last few warning- or error-looking log lines of the operation are also kept ([`LogTail`])
 //! and attached to its [`DaemonError::Daemon`]: older daemons (Nix 2.8) give the real reason a
@@ -14,6 +15,12 @@ use std::collections::{BTreeMap, VecDeque};
 use tokio::io::AsyncBufRead;
 use tokio::sync::watch;
 
+use super::activity::{
+    ACTIVITY_BUILDS, ACTIVITY_COPY_PATH, ACTIVITY_COPY_PATHS, Field, RESULT_BUILD_LOG_LINE,
+    RESULT_PROGRESS, RESULT_SET_EXPECTED,
+};
+use super::activity_log::{ActivityLog, TARGET};
+use super::ansi::strip_ansi;
 use super::error::{DaemonError, DaemonResult};
 use super::version::ProtocolVersion;
 use super::wire::{
@@ -37,21 +44,6 @@ pub const STDERR_START_ACTIVITY: u64 = 0x5354_5254;
 pub const STDERR_STOP_ACTIVITY: u64 = 0x5354_4f50;
 /// An activity reports a result.
 pub const STDERR_RESULT: u64 = 0x5253_4c54;
-
-/// Activity type: copying one path (progress in bytes).
-pub const ACTIVITY_COPY_PATH: u64 = 100;
-/// Activity type: copying a set of paths (progress in paths).
-pub const ACTIVITY_COPY_PATHS: u64 = 103;
-/// Activity type: building a set of derivations (progress in derivations).
-pub const ACTIVITY_BUILDS: u64 = 104;
-/// Result type: a build log line (field 0).
-pub const RESULT_BUILD_LOG_LINE: u64 = 101;
-/// Result type: a build phase starts (field 0).
-pub const RESULT_SET_PHASE: u64 = 104;
-/// Result type: progress as done, expected, running, failed.
-pub const RESULT_PROGRESS: u64 = 105;
-/// Result type: expected amount of work for an activity type, as type, amount.
-pub const RESULT_SET_EXPECTED: u64 = 106;
 
 /// Most log lines an operation keeps to explain its failure ([`LogTail`]).
 pub const LOG_TAIL_LINES: usize = 8;
@@ -77,15 +69,6 @@ pub struct Progress {
     pub current_activity: Option<String>,
     /// Number of activities running.
     pub running_activities: usize,
-}
-
-/// A field attached to an activity or result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Field {
-    /// An integer field.
-    Int(u64),
-    /// A string field.
-    String(String),
 }
 
 #[derive(Debug)]
@@ -317,13 +300,20 @@ pub async fn read_stderr<R: AsyncBufRead + Unpin>(
     progress: &mut ProgressTracker,
 ) -> DaemonResult<()> {
     let mut log_tail = LogTail::default();
+    let mut activities = ActivityLog::default();
     loop {
         match reader.u64("stderr message type").await? {
             STDERR_LAST => return Ok(()),
-            STDERR_ERROR => return Err(read_error(reader, version, log_tail).await?),
+            STDERR_ERROR => {
+                let error = read_error(reader, version, log_tail).await?;
+                if let Some(message) = error.daemon_message() {
+                    activities.failed(message).emit();
+                }
+                return Err(error);
+            }
             STDERR_NEXT => {
                 let line = reader.text("log line", MAX_LOG_LINE_LEN).await?;
-                tracing::info!(target: "containix::nix", "{}", line.trim_end());
+                activities.line(&line).emit();
                 log_tail.offer(&line);
             }
             STDERR_START_ACTIVITY => {
@@ -333,30 +323,30 @@ pub async fn read_stderr<R: AsyncBufRead + Unpin>(
                 let text = reader.text("activity text", MAX_STRING_LEN).await?;
                 let fields = read_fields(reader).await?;
                 let parent = reader.u64("activity parent").await?;
-                tracing::debug!(
-                    target: "containix::nix",
-                    id, level, kind, parent, ?fields, "activity started: {text}"
-                );
+                activities
+                    .started(id, level, kind, &text, &fields, parent)
+                    .emit();
+                tracing::trace!(target: TARGET, id, kind, parent, ?fields, "activity started");
                 progress.start(id, kind, text);
             }
             STDERR_STOP_ACTIVITY => {
                 let id = reader.u64("activity id").await?;
-                tracing::trace!(target: "containix::nix", id, "activity stopped");
+                tracing::trace!(target: TARGET, id, "activity stopped");
+                activities.stopped(id);
                 progress.stop(id);
             }
             STDERR_RESULT => {
                 let id = reader.u64("activity id").await?;
                 let kind = reader.u64("result type").await?;
                 let fields = read_fields(reader).await?;
-                match (kind, fields.as_slice()) {
-                    (RESULT_BUILD_LOG_LINE, [Field::String(line), ..]) => {
-                        tracing::info!(target: "containix::nix", id, "{}", line.trim_end());
-                        log_tail.offer(line);
-                    }
-                    (RESULT_SET_PHASE, [Field::String(phase), ..]) => {
-                        tracing::debug!(target: "containix::nix", id, "build phase {phase}");
-                    }
-                    _ => tracing::trace!(target: "containix::nix", id, kind, ?fields, "result"),
+                match activities.result(id, kind, &fields) {
+                    Some(event) => event.emit(),
+                    None => tracing::trace!(target: TARGET, id, kind, ?fields, "result"),
+                }
+                if let (RESULT_BUILD_LOG_LINE, [Field::String(line), ..]) =
+                    (kind, fields.as_slice())
+                {
+                    log_tail.offer(line);
                 }
                 progress.result(id, kind, &fields);
             }
@@ -449,30 +439,6 @@ async fn expect_no_position<R: AsyncBufRead + Unpin>(
             expected: "0 (no position)",
         }),
     }
-}
-
-/// Removes ANSI escape sequences (colours) from daemon text.
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        if chars.peek() == Some(&'[') {
-            chars.next();
-            // Parameters and intermediates, then one final byte in @..~.
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-        } else {
-            chars.next();
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -643,11 +609,5 @@ mod tests {
         ] {
             assert!(looks_like_a_problem(loud), "{loud}");
         }
-    }
-
-    #[test]
-    fn strips_colours() {
-        assert_eq!(strip_ansi("a\x1b[1;31mb\x1b[0mc\x1b"), "abc");
-        assert_eq!(strip_ansi("plain"), "plain");
     }
 }
