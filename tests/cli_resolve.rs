@@ -141,10 +141,10 @@ fn progress_names_the_resolvers_steps() {
     let output = containix(&["resolve", "--progress", "--store-paths", &out]);
     assert!(output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
+    // The path is valid, so the daemon fetches nothing and no "substituting" line shows.
     let steps = [
         "connecting to the Nix daemon at ",
         "protecting ",
-        "substituting ",
         "querying the closure of ",
     ];
     // Steps may pass too quickly to be seen, but every line is one of them.

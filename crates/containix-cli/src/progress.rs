@@ -1,28 +1,52 @@
-//! Progress on stderr for long work: paths and bytes, shown when stderr is a terminal or with
-//! `--progress`. On a terminal one line is redrawn; otherwise a line is printed per change, at
-//! most a few per second.
+//! Progress on stderr for long work (the resolution's step and the daemon's counts, then the
+//! rootfs being filled). On a terminal an `indicatif` spinner line is redrawn, cut to the
+//! terminal's width; with `--progress` and no terminal a line is printed per step and at most
+//! every half second; otherwise nothing is printed.
 
-use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::io::IsTerminal;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use containix_core::assemble::rootfs::Progress as RootfsProgress;
-use containix_core::resolve::ResolveProgress;
-use containix_core::store::daemon::Progress as DaemonProgress;
+use containix_core::resolve::{ResolveProgress, Step};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Least time between two progress lines when stderr is not a terminal.
 const LOG_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Writes progress lines to stderr, or nothing when disabled.
-pub struct Reporter {
-    enabled: bool,
-    terminal: bool,
-    last: Mutex<Option<Instant>>,
+/// How progress reaches stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// Nothing is shown.
+    Silent,
+    /// One redrawn spinner line (stderr is a terminal).
+    Spinner,
+    /// Plain lines, rate-limited (`--progress` without a terminal).
+    Lines,
 }
 
-/// Stops watching the daemon's progress when dropped.
+impl Output {
+    fn choose(forced: bool, terminal: bool) -> Self {
+        match (terminal, forced) {
+            (true, _) => Output::Spinner,
+            (false, true) => Output::Lines,
+            (false, false) => Output::Silent,
+        }
+    }
+}
+
+/// Writes progress to stderr, or nothing.
+pub struct Reporter {
+    output: Output,
+    /// The spinner while one is shown.
+    spinner: Mutex<Option<ProgressBar>>,
+    /// When the last plain line was printed.
+    last_line: Mutex<Option<Instant>>,
+}
+
+/// Stops watching a resolution's progress when dropped.
 pub struct Watch(Option<JoinHandle<()>>);
 
 impl Drop for Watch {
@@ -34,51 +58,53 @@ impl Drop for Watch {
 }
 
 impl Reporter {
-    /// Reports when `forced` or when stderr is a terminal.
+    /// Reports when stderr is a terminal, or as plain lines when `forced`.
     pub fn new(forced: bool) -> Reporter {
-        let terminal = std::io::stderr().is_terminal();
         Reporter {
-            enabled: forced || terminal,
-            terminal,
-            last: Mutex::new(None),
+            output: Output::choose(forced, std::io::stderr().is_terminal()),
+            spinner: Mutex::new(None),
+            last_line: Mutex::new(None),
         }
     }
 
-    /// Prints one progress line (redrawn on a terminal; otherwise rate-limited unless
-    /// `always`).
-    pub fn line(&self, text: &str, always: bool) {
-        if !self.enabled {
-            return;
-        }
-        let mut stderr = std::io::stderr().lock();
-        if self.terminal {
-            let _ = write!(stderr, "\r\x1b[K{text}");
-            let _ = stderr.flush();
-            return;
-        }
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if always || last.is_none_or(|at| now.duration_since(at) >= LOG_INTERVAL) {
-            *last = Some(now);
-            let _ = writeln!(stderr, "{text}");
+    /// Shows `text`: as the spinner's message, or as a plain line unless one was printed less
+    /// than [`LOG_INTERVAL`] ago and `always` is false.
+    pub fn line(&self, text: String, always: bool) {
+        match self.output {
+            Output::Silent => {}
+            Output::Spinner => {
+                let mut spinner = self.spinner.lock().unwrap_or_else(PoisonError::into_inner);
+                spinner.get_or_insert_with(new_spinner).set_message(text);
+            }
+            Output::Lines => {
+                let mut last = self
+                    .last_line
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let now = Instant::now();
+                if always || last.is_none_or(|at| now.duration_since(at) >= LOG_INTERVAL) {
+                    *last = Some(now);
+                    eprintln!("{text}");
+                }
+            }
         }
     }
 
-    /// Ends a redrawn line.
+    /// Clears the spinner, if one is shown.
     pub fn finish(&self) {
-        if self.enabled && self.terminal {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        let mut spinner = self.spinner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(spinner) = spinner.take() {
+            spinner.finish_and_clear();
         }
     }
 
-    /// Prints a resolution's progress (its step, and the daemon's counts while a daemon
-    /// operation runs) while the returned guard lives. A new step is always printed; counts are
-    /// rate-limited like every line.
+    /// Shows a resolution's progress while the returned guard lives. A step's first line is
+    /// always printed; later counts are rate-limited like every line.
     pub fn watch_resolution(
         &'static self,
         mut progress: watch::Receiver<ResolveProgress>,
     ) -> Watch {
-        if !self.enabled {
+        if self.output == Output::Silent {
             return Watch(None);
         }
         Watch(Some(tokio::spawn(async move {
@@ -90,7 +116,7 @@ impl Reporter {
                 };
                 let new_step = current.step != shown_step;
                 shown_step = current.step;
-                self.line(&text, new_step);
+                self.line(text, new_step);
             }
         })))
     }
@@ -98,102 +124,140 @@ impl Reporter {
     /// Reports one step of populating a rootfs.
     pub fn rootfs(&self, progress: RootfsProgress) {
         let last = progress.paths_done == progress.paths_total;
-        self.line(
-            &format!(
-                "rootfs: {}/{} paths, {}/{}",
-                progress.paths_done,
-                progress.paths_total,
-                human_bytes(progress.bytes_done),
-                human_bytes(progress.bytes_total)
-            ),
-            last,
+        let text = format!(
+            "rootfs: {}/{} paths, {}/{}",
+            progress.paths_done,
+            progress.paths_total,
+            HumanBytes(progress.bytes_done),
+            HumanBytes(progress.bytes_total)
         );
+        self.line(text, last);
         if last {
             self.finish();
         }
     }
 }
 
+/// A spinner on stderr whose message is cut to the terminal's width.
+fn new_spinner() -> ProgressBar {
+    let style =
+        ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid progress template");
+    let spinner =
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner
+}
+
 /// The line for a resolution's progress: the step, then the daemon's counts while it reports
-/// any; `None` between steps.
+/// any. `None` between steps, and while a path is "substituted" that the daemon does not fetch
+/// (it is already valid: `EnsurePath` then runs no activity).
 fn resolution_line(progress: &ResolveProgress) -> Option<String> {
     let step = progress.step.as_ref()?;
     let daemon = &progress.daemon;
+    if matches!(step, Step::Substituting(_)) && daemon.running_activities == 0 {
+        return None;
+    }
     if daemon.running_activities == 0 && daemon.paths_expected == 0 {
         return Some(step.to_string());
     }
-    Some(format!("{step}: {}", daemon_counts(daemon)))
-}
-
-/// `nix: 3/10 paths, 1.0/5.0 MiB copying ...`.
-fn daemon_counts(daemon: &DaemonProgress) -> String {
     let activity = daemon.current_activity.as_deref().unwrap_or("");
-    format!(
-        "nix: {}/{} paths, {}/{} {activity}",
+    let line = format!(
+        "{step}: nix: {}/{} paths, {}/{} {activity}",
         daemon.paths_done,
         daemon.paths_expected,
-        human_bytes(daemon.bytes_done),
-        human_bytes(daemon.bytes_expected),
-    )
-    .trim_end()
-    .to_owned()
+        HumanBytes(daemon.bytes_done),
+        HumanBytes(daemon.bytes_expected),
+    );
+    Some(line.trim_end().to_owned())
 }
 
-/// `1.5 MiB`-style sizes.
+/// `1.50 MiB`-style sizes.
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    HumanBytes(bytes).to_string()
 }
 
 #[cfg(test)]
 mod tests {
-    use containix_core::resolve::Step;
+    use containix_core::store::daemon::Progress as DaemonProgress;
     use containix_core::store::store_path::StorePath;
 
     use super::*;
 
-    #[test]
-    fn sizes_are_human_readable() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    fn path() -> StorePath {
+        StorePath::parse("/nix/store/0c1h5b3ldrb1d8jq6ln5ai3k06h3ipm8-hello-1.0").unwrap()
     }
 
-    #[test]
-    fn resolution_lines_show_the_step_and_the_daemons_counts() {
-        assert_eq!(resolution_line(&ResolveProgress::default()), None);
-        let path =
-            StorePath::parse("/nix/store/0c1h5b3ldrb1d8jq6ln5ai3k06h3ipm8-hello-1.0").unwrap();
-        let mut progress = ResolveProgress {
-            step: Some(Step::Substituting(path.clone())),
-            daemon: DaemonProgress::default(),
-        };
-        assert_eq!(
-            resolution_line(&progress).unwrap(),
-            format!("substituting {path}")
-        );
-        progress.daemon = DaemonProgress {
+    fn copying() -> DaemonProgress {
+        DaemonProgress {
             paths_done: 1,
             paths_expected: 3,
             bytes_done: 1536,
             bytes_expected: 3 * 1024 * 1024,
             current_activity: Some("copying path".into()),
             running_activities: 1,
+        }
+    }
+
+    #[test]
+    fn progress_shows_on_a_terminal_or_when_forced_and_nowhere_else() {
+        assert_eq!(Output::choose(false, true), Output::Spinner);
+        assert_eq!(Output::choose(true, true), Output::Spinner);
+        assert_eq!(Output::choose(true, false), Output::Lines);
+        assert_eq!(Output::choose(false, false), Output::Silent);
+    }
+
+    #[test]
+    fn sizes_are_human_readable() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.00 MiB");
+    }
+
+    #[test]
+    fn resolution_lines_show_the_step_and_the_daemons_counts() {
+        assert_eq!(resolution_line(&ResolveProgress::default()), None);
+        let mut progress = ResolveProgress {
+            step: Some(Step::Building(vec![path()])),
+            daemon: DaemonProgress::default(),
         };
         assert_eq!(
             resolution_line(&progress).unwrap(),
-            format!("substituting {path}: nix: 1/3 paths, 1.5 KiB/3.0 MiB copying path")
+            format!("building {}", path())
+        );
+        progress.daemon = copying();
+        assert_eq!(
+            resolution_line(&progress).unwrap(),
+            format!(
+                "building {}: nix: 1/3 paths, 1.50 KiB/3.00 MiB copying path",
+                path()
+            )
+        );
+    }
+
+    #[test]
+    fn a_path_the_daemon_does_not_fetch_shows_no_substituting_line() {
+        // Already valid: EnsurePath runs no activity at all.
+        let mut progress = ResolveProgress {
+            step: Some(Step::Substituting(path())),
+            daemon: DaemonProgress::default(),
+        };
+        assert_eq!(resolution_line(&progress), None);
+        // The previous operation's finished counts are not this path's work.
+        progress.daemon = DaemonProgress {
+            running_activities: 0,
+            current_activity: None,
+            ..copying()
+        };
+        assert_eq!(resolution_line(&progress), None);
+        // Fetched: shown with the daemon's counts.
+        progress.daemon = copying();
+        assert_eq!(
+            resolution_line(&progress).unwrap(),
+            format!(
+                "substituting {}: nix: 1/3 paths, 1.50 KiB/3.00 MiB copying path",
+                path()
+            )
         );
     }
 }

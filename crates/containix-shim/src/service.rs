@@ -71,7 +71,7 @@ impl Shim for ShimService {
 
     async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         // containerd runs `start` in the bundle directory.
-        let spec = containerd_shim::util::read_spec("").await?;
+        let spec = container::read_spec("").await?;
         let group = grouping(&opts.id, &spec.annotations().clone().unwrap_or_default());
         let address = spawn(opts, &group, Vec::new()).await?;
         containerd_shim::util::write_str_to_file("address", &address).await?;

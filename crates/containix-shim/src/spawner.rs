@@ -249,16 +249,6 @@ pub fn parse_last_error(log: &str) -> Option<String> {
         .next_back()
 }
 
-/// Converts between the oci-spec release the shim uses and the one runc 0.4 speaks.
-fn to_runc_types<T: serde::Serialize, U: serde::de::DeserializeOwned>(
-    value: &T,
-    operation: &'static str,
-) -> Result<U, RuntimeError> {
-    serde_json::to_value(value)
-        .and_then(serde_json::from_value)
-        .map_err(|e| RuntimeError::failed(operation, format!("cannot encode the spec: {e}")))
-}
-
 async fn read_pid(path: &Path, operation: &'static str) -> Result<i32, RuntimeError> {
     let text = tokio::fs::read_to_string(path).await.map_err(|e| {
         RuntimeError::failed(operation, format!("cannot read {}: {e}", path.display()))
@@ -302,7 +292,6 @@ impl OciRuntime for Runc {
     }
 
     async fn exec(&self, spec: &ExecSpec<'_>) -> Result<i32, RuntimeError> {
-        let process: runc_oci_spec::runtime::Process = to_runc_types(spec.process, "exec")?;
         let (io, console_socket) = apply_stdio(spec.stdio);
         let opts = ExecOpts {
             io,
@@ -312,7 +301,7 @@ impl OciRuntime for Runc {
         };
         if let Err(e) = self
             .client
-            .exec(spec.container_id, &process, Some(&opts))
+            .exec(spec.container_id, spec.process, Some(&opts))
             .await
         {
             return Err(self.error("exec", e).await);
@@ -356,8 +345,7 @@ impl OciRuntime for Runc {
     }
 
     async fn update(&self, id: &str, resources: &LinuxResources) -> Result<(), RuntimeError> {
-        let resources: runc_oci_spec::runtime::LinuxResources = to_runc_types(resources, "update")?;
-        match self.client.update(id, &resources).await {
+        match self.client.update(id, resources).await {
             Ok(()) => Ok(()),
             Err(e) => Err(self.error("update", e).await),
         }

@@ -116,7 +116,7 @@ impl TaskService {
         }
         let bundle = PathBuf::from(&req.bundle);
         let options = container::create_options(req.options.as_ref())?;
-        let spec = containerd_shim::util::read_spec(&bundle).await?;
+        let spec = container::read_spec(&bundle).await?;
         containerd_shim::util::write_options(&bundle, &options).await?;
         containerd_shim::util::write_runtime(&bundle, &options.binary_name).await?;
         let annotations = spec.annotations().clone().unwrap_or_default();
@@ -145,7 +145,7 @@ impl TaskService {
             }
         }
         // The step may have rewritten config.json.
-        let spec = match containerd_shim::util::read_spec(&bundle).await {
+        let spec = match container::read_spec(&bundle).await {
             Ok(spec) => spec,
             Err(e) => {
                 undo().await;

@@ -3,20 +3,26 @@
 //! containix pods need an image name even though their root filesystem comes from the Nix store:
 //! CRI resolves `image` before any runtime handler runs. With no registry on the node, that image
 //! is imported from an OCI image layout tar (`ctr -n k8s.io images import`). This module writes
-//! such tars: `oci-layout`, `index.json` naming the image, and `blobs/sha256/<digest>` for every
-//! gzip layer, the image config and the manifest.
+//! such tars with oci-spec's image types and the `tar` crate: `oci-layout`, `index.json` naming
+//! the image, and `blobs/sha256/<digest>` for every gzip layer, the image config and the manifest.
 //!
 //! The bytes depend only on the input (fixed mtimes, owners and entry order, gzip headers
-//! without mtime or file name), so the same image always has the same digest.
+//! without mtime or file name, JSON fields in a fixed order), so the same image always has the same
+//! digest.
 
-use std::collections::BTreeMap;
-use std::fmt;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use oci_spec::OciSpecError;
+use oci_spec::distribution::Reference;
+use oci_spec::image::{
+    Config, Descriptor, Digest, ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder,
+    MediaType, OciLayoutBuilder, Platform, RootFsBuilder, SCHEMA_VERSION,
+};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// The image every containix pod spec names: one empty layer, no entrypoint.
 ///
@@ -31,27 +37,22 @@ pub const EMPTY_IMAGE_ENTRYPOINT: &str = "/.containix/main-program";
 /// Annotation in `index.json` that `ctr images import` uses as the image name.
 pub const ANNOTATION_CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 /// Standard OCI annotation for a manifest's reference name (the tag).
-pub const ANNOTATION_OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const ANNOTATION_OCI_REF_NAME: &str = oci_spec::image::ANNOTATION_REF_NAME;
 
-const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-const DEFAULT_DOMAIN: &str = "docker.io";
-const OFFICIAL_REPOSITORY_PREFIX: &str = "library/";
-const DEFAULT_TAG: &str = "latest";
+/// A normalised image reference, as CRI resolves the `image` of a container spec:
+/// `busybox` is `docker.io/library/busybox:latest` (see [`parse_reference`]).
+pub type ImageReference = Reference;
 
 /// Why an image could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum OciImageError {
     /// The image reference is not a `[domain/]path[:tag]` name.
-    #[error("image reference {reference:?}: expected {expected}")]
+    #[error("image reference {reference:?}: {problem}; expected [domain/]path[:tag]")]
     InvalidReference {
         /// The reference as given.
         reference: String,
-        /// What a valid reference looks like at the offending part.
-        expected: &'static str,
+        /// What is wrong with it.
+        problem: String,
     },
     /// A layer entry path is not a relative path without `.`/`..` components.
     #[error("layer entry path {path:?}: expected {expected}")]
@@ -73,7 +74,7 @@ pub enum OciImageError {
         /// The symlink's path.
         path: String,
     },
-    /// Writing to the in-memory archive failed (only on allocation-level failures).
+    /// Writing a tar or gzip stream to memory failed (only on allocation-level failures).
     #[error("writing the {what}: {source}")]
     Write {
         /// Which part was being written.
@@ -82,116 +83,30 @@ pub enum OciImageError {
         #[source]
         source: std::io::Error,
     },
+    /// The image metadata (index, manifest, config) could not be built or serialised.
+    #[error("writing the image metadata: {0}")]
+    Metadata(#[from] OciSpecError),
 }
 
 type Result<T, E = OciImageError> = std::result::Result<T, E>;
 
-/// A normalised image reference, as CRI resolves the `image` of a container spec.
-///
-/// `busybox` becomes `docker.io/library/busybox:latest`, `containix/empty:0.1.0` becomes
-/// `docker.io/containix/empty:0.1.0`, `localhost:5000/x` keeps its domain. Digests are not
-/// accepted: an imported layout is found by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageReference {
-    domain: String,
-    path: String,
-    tag: String,
-}
-
-impl ImageReference {
-    /// Parses and normalises `reference` the way containerd's CRI does.
-    pub fn parse(reference: &str) -> Result<Self> {
-        let invalid = |expected| OciImageError::InvalidReference {
-            reference: reference.to_owned(),
-            expected,
-        };
-        if reference.contains('@') {
-            return Err(invalid("a name with an optional tag, not a digest"));
-        }
-        let (name, tag) = match reference.rsplit_once(':') {
-            Some((name, tag)) if !tag.contains('/') => (name, tag),
-            _ => (reference, DEFAULT_TAG),
-        };
-        if !is_valid_tag(tag) {
-            return Err(invalid(
-                "a tag of at most 128 characters from [A-Za-z0-9_.-], not starting with '.' or '-'",
-            ));
-        }
-        let (domain, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_owned(), rest.to_owned())
-            }
-            Some(_) => (DEFAULT_DOMAIN.to_owned(), name.to_owned()),
-            None => (
-                DEFAULT_DOMAIN.to_owned(),
-                format!("{OFFICIAL_REPOSITORY_PREFIX}{name}"),
-            ),
-        };
-        let domain = if domain == "index.docker.io" {
-            DEFAULT_DOMAIN.to_owned()
-        } else {
-            domain
-        };
-        if !is_valid_domain(&domain) {
-            return Err(invalid(
-                "a domain from [A-Za-z0-9.-] with an optional :port",
-            ));
-        }
-        if !path.split('/').all(is_valid_path_component) {
-            return Err(invalid(
-                "path components from [a-z0-9._-] that start and end with a letter or digit",
-            ));
-        }
-        Ok(Self {
-            domain,
-            path,
-            tag: tag.to_owned(),
-        })
-    }
-
-    /// The tag, e.g. `0.1.0`.
-    pub fn tag(&self) -> &str {
-        &self.tag
-    }
-}
-
-/// The full normalised name, e.g. `docker.io/containix/empty:0.1.0`.
-impl fmt::Display for ImageReference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}:{}", self.domain, self.path, self.tag)
-    }
-}
-
-fn is_valid_tag(tag: &str) -> bool {
-    !tag.is_empty()
-        && tag.len() <= 128
-        && !tag.starts_with(['.', '-'])
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-fn is_valid_domain(domain: &str) -> bool {
-    let (host, port) = match domain.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (domain, None),
+/// Parses and normalises `reference` the way containerd's CRI does: `containix/empty:0.1.0`
+/// is `docker.io/containix/empty:0.1.0`, `localhost:5000/x` keeps its domain, no tag means
+/// `latest`. Digests are refused: an imported layout is found by name.
+pub fn parse_reference(reference: &str) -> Result<ImageReference> {
+    let invalid = |problem: String| OciImageError::InvalidReference {
+        reference: reference.to_owned(),
+        problem,
     };
-    !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
-        && port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-}
-
-fn is_valid_path_component(component: &str) -> bool {
-    let is_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    component.starts_with(is_alnum)
-        && component.ends_with(is_alnum)
-        && component
-            .chars()
-            .all(|c| is_alnum(c) || matches!(c, '.' | '_' | '-'))
+    let parsed = Reference::try_from(reference).map_err(|e| invalid(e.to_string()))?;
+    if parsed.digest().is_some() {
+        return Err(invalid("a digest names no image to import".into()));
+    }
+    // oci-spec reads `Upper/x` as domain `Upper`, then puts it back in the repository.
+    if parsed.repository().chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(invalid("repository name must be lowercase".into()));
+    }
+    Ok(parsed)
 }
 
 /// One entry of a layer. Paths are inside the image (`/bin/sh` or `bin/sh`); owners are root.
@@ -225,35 +140,65 @@ pub enum LayerEntry {
 impl LayerEntry {
     /// A directory entry.
     pub fn directory(path: impl Into<String>, mode: u32) -> Self {
-        Self::Directory {
-            path: path.into(),
-            mode,
-        }
+        let path = path.into();
+        Self::Directory { path, mode }
     }
 
     /// A regular file entry.
     pub fn file(path: impl Into<String>, mode: u32, contents: impl Into<Vec<u8>>) -> Self {
+        let (path, contents) = (path.into(), contents.into());
         Self::File {
-            path: path.into(),
+            path,
             mode,
-            contents: contents.into(),
+            contents,
         }
     }
 
     /// A symlink entry.
     pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> Self {
-        Self::Symlink {
-            path: path.into(),
-            target: target.into(),
-        }
+        let (path, target) = (path.into(), target.into());
+        Self::Symlink { path, target }
     }
 
-    fn path(&self) -> &str {
-        match self {
-            Self::Directory { path, .. } | Self::File { path, .. } | Self::Symlink { path, .. } => {
-                path
+    /// Appends the entry (owner root, mtime 0) to `archive` under its normalised path.
+    fn append(&self, archive: &mut tar::Builder<Vec<u8>>, path: &str) -> Result<()> {
+        let written = match self {
+            Self::Directory { mode, .. } => {
+                let header = &mut header(tar::EntryType::Directory, *mode, 0);
+                archive.append_data(header, format!("{path}/"), std::io::empty())
             }
+            Self::File { mode, contents, .. } => {
+                let header = &mut header(tar::EntryType::Regular, *mode, contents.len());
+                archive.append_data(header, path, contents.as_slice())
+            }
+            Self::Symlink { target, .. } if target.is_empty() => {
+                let path = path.to_owned();
+                return Err(OciImageError::EmptySymlinkTarget { path });
+            }
+            Self::Symlink { target, .. } => {
+                let header = &mut header(tar::EntryType::Symlink, 0o777, 0);
+                archive.append_link(header, path, target)
+            }
+        };
+        written.map_err(|source| OciImageError::Write {
+            what: "layer",
+            source,
+        })
+    }
+
+    /// The path without its leading `/`; refuses empty, `.` and `..` components and NUL bytes.
+    fn normalized_path(&self) -> Result<String> {
+        let (Self::Directory { path, .. } | Self::File { path, .. } | Self::Symlink { path, .. }) =
+            self;
+        let relative = path.trim_start_matches('/');
+        let mut components = relative.split('/');
+        if relative.contains('\0') || components.any(|c| matches!(c, "" | "." | "..")) {
+            return Err(OciImageError::InvalidEntryPath {
+                path: path.clone(),
+                expected: "a non-empty path without empty, '.' or '..' components or NUL bytes",
+            });
         }
+        Ok(relative.to_owned())
     }
 }
 
@@ -287,105 +232,63 @@ impl ImageLayer {
 
     /// The uncompressed layer tar, deterministic for the same entries.
     fn to_tar(&self) -> Result<Vec<u8>> {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut builder = tar::Builder::new(Vec::new());
+        let mut seen = BTreeSet::new();
+        let mut archive = tar::Builder::new(Vec::new());
         for entry in &self.entries {
-            let path = normalize_entry_path(entry.path())?;
+            let path = entry.normalized_path()?;
             if !seen.insert(path.clone()) {
                 return Err(OciImageError::DuplicateEntry { path });
             }
-            let write_error = |source| OciImageError::Write {
-                what: "layer",
-                source,
-            };
-            match entry {
-                LayerEntry::Directory { mode, .. } => {
-                    let mut header = fixed_header(tar::EntryType::Directory, *mode, 0);
-                    builder
-                        .append_data(&mut header, format!("{path}/"), std::io::empty())
-                        .map_err(write_error)?;
-                }
-                LayerEntry::File { mode, contents, .. } => {
-                    let mut header =
-                        fixed_header(tar::EntryType::Regular, *mode, contents.len() as u64);
-                    builder
-                        .append_data(&mut header, &path, contents.as_slice())
-                        .map_err(write_error)?;
-                }
-                LayerEntry::Symlink { target, .. } => {
-                    if target.is_empty() {
-                        return Err(OciImageError::EmptySymlinkTarget { path });
-                    }
-                    let mut header = fixed_header(tar::EntryType::Symlink, 0o777, 0);
-                    builder
-                        .append_link(&mut header, &path, target)
-                        .map_err(write_error)?;
-                }
-            }
+            entry.append(&mut archive, &path)?;
         }
-        builder.into_inner().map_err(|source| OciImageError::Write {
-            what: "layer",
-            source,
-        })
-    }
-}
-
-/// Strips a leading `/` and rejects empty, `.` and `..` components and NUL bytes.
-fn normalize_entry_path(path: &str) -> Result<String> {
-    let relative = path.trim_start_matches('/');
-    let valid = !relative.is_empty()
-        && !relative.contains('\0')
-        && relative
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..");
-    if valid {
-        Ok(relative.to_owned())
-    } else {
-        Err(OciImageError::InvalidEntryPath {
-            path: path.to_owned(),
-            expected: "a non-empty path without empty, '.' or '..' components or NUL bytes",
-        })
+        finish(archive, "layer")
     }
 }
 
 /// A tar header whose every field but type, mode and size is fixed: owner root, mtime 0.
-fn fixed_header(entry_type: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+fn header(entry_type: tar::EntryType, mode: u32, size: usize) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(entry_type);
     header.set_mode(mode);
-    header.set_size(size);
+    header.set_size(size as u64);
     header.set_uid(0);
     header.set_gid(0);
     header.set_mtime(0);
     header
 }
 
+fn finish(archive: tar::Builder<Vec<u8>>, what: &'static str) -> Result<Vec<u8>> {
+    archive
+        .into_inner()
+        .map_err(|source| OciImageError::Write { what, source })
+}
+
 /// Gzip with a header that carries neither mtime nor file name.
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    let write_error = |source| OciImageError::Write {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    let written = encoder.write_all(data).and_then(|()| encoder.finish());
+    written.map_err(|source| OciImageError::Write {
         what: "gzip layer",
         source,
-    };
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), Compression::default());
-    encoder.write_all(data).map_err(write_error)?;
-    GzEncoder::finish(encoder).map_err(write_error)
+    })
 }
 
-fn sha256_digest(data: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(data))
+fn sha256(data: &[u8]) -> Digest {
+    let hex = format!("sha256:{:x}", <Sha256 as sha2::Digest>::digest(data));
+    hex.parse().expect("a hex SHA-256 is a valid digest")
 }
 
-/// The OCI name of the architecture this crate was compiled for (`amd64`, `arm64`, ...).
-pub fn oci_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-        other => other,
-    }
+/// `argv` as a list, `None` when empty (the config then leaves the field out).
+fn non_empty<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Option<Vec<String>> {
+    let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
+    (!argv.is_empty()).then_some(argv)
+}
+
+/// Compact JSON in the field order of oci-spec's types. The config and manifest set no
+/// `HashMap` field, so their bytes (and digests) are stable; `index.json` carries annotations
+/// and goes through a `serde_json::Value` first, which sorts every object's keys.
+fn json(value: &impl Serialize) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(value).map_err(OciSpecError::from)?)
 }
 
 /// Builds an OCI image layout tar for one image.
@@ -393,22 +296,16 @@ pub fn oci_architecture() -> &'static str {
 pub struct OciImageBuilder {
     reference: ImageReference,
     layers: Vec<ImageLayer>,
-    entrypoint: Vec<String>,
-    cmd: Vec<String>,
-    env: Vec<String>,
-    working_dir: Option<String>,
+    config: Config,
 }
 
 impl OciImageBuilder {
     /// An image named `reference` (normalised like CRI does) with no layers and no command.
     pub fn new(reference: &str) -> Result<Self> {
         Ok(Self {
-            reference: ImageReference::parse(reference)?,
+            reference: parse_reference(reference)?,
             layers: Vec::new(),
-            entrypoint: Vec::new(),
-            cmd: Vec::new(),
-            env: Vec::new(),
-            working_dir: None,
+            config: Config::default(),
         })
     }
 
@@ -420,106 +317,98 @@ impl OciImageBuilder {
 
     /// The image's entrypoint (`ENTRYPOINT`).
     pub fn entrypoint<S: Into<String>>(mut self, argv: impl IntoIterator<Item = S>) -> Self {
-        self.entrypoint = argv.into_iter().map(Into::into).collect();
+        self.config.set_entrypoint(non_empty(argv));
         self
     }
 
     /// The image's default arguments (`CMD`).
     pub fn cmd<S: Into<String>>(mut self, argv: impl IntoIterator<Item = S>) -> Self {
-        self.cmd = argv.into_iter().map(Into::into).collect();
+        self.config.set_cmd(non_empty(argv));
         self
     }
 
     /// Adds an environment variable `name=value` to the image config.
     pub fn env(mut self, name: &str, value: &str) -> Self {
-        self.env.push(format!("{name}={value}"));
+        let mut env = self.config.env().clone().unwrap_or_default();
+        env.push(format!("{name}={value}"));
+        self.config.set_env(Some(env));
         self
     }
 
     /// The working directory of the image's processes.
     pub fn working_dir(mut self, dir: impl Into<String>) -> Self {
-        self.working_dir = Some(dir.into());
+        self.config.set_working_dir(Some(dir.into()));
         self
     }
 
     /// Writes the layout tar.
     pub fn build(&self) -> Result<OciImage> {
         let mut blobs = BTreeMap::new();
-        let mut layer_descriptors = Vec::new();
-        let mut diff_ids = Vec::new();
+        let mut blob = |media_type, data: Vec<u8>| {
+            let descriptor = Descriptor::new(media_type, data.len() as u64, sha256(&data));
+            blobs.insert(descriptor.digest().digest().to_owned(), data);
+            descriptor
+        };
+        let (mut layers, mut diff_ids) = (Vec::new(), Vec::new());
         for layer in &self.layers {
             let tar = layer.to_tar()?;
-            diff_ids.push(sha256_digest(&tar));
-            let compressed = gzip(&tar)?;
-            layer_descriptors.push(Descriptor::new(MEDIA_TYPE_LAYER_GZIP, &compressed));
-            blobs.insert(sha256_digest(&compressed), compressed);
+            diff_ids.push(sha256(&tar).to_string());
+            layers.push(blob(MediaType::ImageLayerGzip, gzip(&tar)?));
         }
+        let config = ImageConfigurationBuilder::default()
+            .config(self.config.clone())
+            .rootfs(RootFsBuilder::default().diff_ids(diff_ids).build()?)
+            .build()?;
+        let config = blob(MediaType::ImageConfig, json(&config)?);
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageManifest)
+            .config(config)
+            .layers(layers)
+            .build()?;
+        let mut manifest = blob(MediaType::ImageManifest, json(&manifest)?);
+        let tag = self.reference.tag().unwrap_or_default().to_owned();
+        manifest.set_platform(Some(Platform::default()));
+        manifest.set_annotations(Some(HashMap::from([
+            (
+                ANNOTATION_CONTAINERD_IMAGE_NAME.into(),
+                self.reference.whole(),
+            ),
+            (ANNOTATION_OCI_REF_NAME.into(), tag),
+        ])));
+        let manifest_digest = manifest.digest().to_string();
+        let index = ImageIndexBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageIndex)
+            .manifests([manifest])
+            .build()?;
+        let layout = OciLayoutBuilder::default()
+            .image_layout_version("1.0.0")
+            .build()?;
 
-        let config = ImageConfigJson {
-            architecture: oci_architecture(),
-            os: "linux",
-            config: ContainerConfigJson {
-                entrypoint: &self.entrypoint,
-                cmd: &self.cmd,
-                env: &self.env,
-                working_dir: self.working_dir.as_deref(),
-            },
-            rootfs: RootFsJson {
-                kind: "layers",
-                diff_ids,
-            },
-        };
-        let config = to_json(&config)?;
-        let config_descriptor = Descriptor::new(MEDIA_TYPE_CONFIG, &config);
-        blobs.insert(sha256_digest(&config), config);
-
-        let manifest = to_json(&ManifestJson {
-            schema_version: 2,
-            media_type: MEDIA_TYPE_MANIFEST,
-            config: config_descriptor,
-            layers: layer_descriptors,
-        })?;
-        let mut manifest_descriptor = Descriptor::new(MEDIA_TYPE_MANIFEST, &manifest);
-        let manifest_digest = manifest_descriptor.digest.clone();
-        blobs.insert(manifest_digest.clone(), manifest);
-        manifest_descriptor.platform = Some(PlatformJson {
-            architecture: oci_architecture(),
-            os: "linux",
-        });
-        manifest_descriptor.annotations = BTreeMap::from([
-            (ANNOTATION_CONTAINERD_IMAGE_NAME, self.reference.to_string()),
-            (ANNOTATION_OCI_REF_NAME, self.reference.tag().to_owned()),
-        ]);
-
-        let index = to_json(&IndexJson {
-            schema_version: 2,
-            media_type: MEDIA_TYPE_INDEX,
-            manifests: vec![manifest_descriptor],
-        })?;
-        let layout = to_json(&LayoutJson {
-            image_layout_version: "1.0.0",
-        })?;
-
-        let write_error = |source| OciImageError::Write {
-            what: "image layout",
-            source,
-        };
+        // The annotations are a `HashMap`: a `Value` sorts them.
+        let index = serde_json::to_value(&index).map_err(OciSpecError::from)?;
+        let files = [
+            ("oci-layout".to_owned(), json(&layout)?),
+            ("index.json".to_owned(), json(&index)?),
+        ];
         let mut archive = tar::Builder::new(Vec::new());
-        let mut append_file = |path: &str, data: &[u8]| {
-            let mut header = fixed_header(tar::EntryType::Regular, 0o644, data.len() as u64);
-            archive.append_data(&mut header, path, data)
-        };
-        append_file("oci-layout", &layout).map_err(write_error)?;
-        append_file("index.json", &index).map_err(write_error)?;
-        for (digest, data) in &blobs {
-            let hex = digest.trim_start_matches("sha256:");
-            append_file(&format!("blobs/sha256/{hex}"), data).map_err(write_error)?;
+        let blobs = blobs
+            .into_iter()
+            .map(|(hex, data)| (format!("blobs/sha256/{hex}"), data));
+        for (path, data) in files.into_iter().chain(blobs) {
+            let header = &mut header(tar::EntryType::Regular, 0o644, data.len());
+            archive
+                .append_data(header, path, data.as_slice())
+                .map_err(|source| OciImageError::Write {
+                    what: "image layout",
+                    source,
+                })?;
         }
-        let tar = archive.into_inner().map_err(write_error)?;
         Ok(OciImage {
             reference: self.reference.clone(),
             manifest_digest,
-            tar,
+            tar: finish(archive, "image layout")?,
         })
     }
 }
@@ -562,94 +451,6 @@ pub fn empty_image(name: &str) -> Result<OciImage> {
         .layer(ImageLayer::new())
         .entrypoint([EMPTY_IMAGE_ENTRYPOINT])
         .build()
-}
-
-fn to_json(value: &impl Serialize) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| OciImageError::Write {
-        what: "image metadata",
-        source: std::io::Error::other(e),
-    })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    media_type: &'static str,
-    digest: String,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    platform: Option<PlatformJson>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: BTreeMap<&'static str, String>,
-}
-
-impl Descriptor {
-    fn new(media_type: &'static str, data: &[u8]) -> Self {
-        Self {
-            media_type,
-            digest: sha256_digest(data),
-            size: data.len() as u64,
-            platform: None,
-            annotations: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct PlatformJson {
-    architecture: &'static str,
-    os: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LayoutJson {
-    image_layout_version: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IndexJson {
-    schema_version: u32,
-    media_type: &'static str,
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ManifestJson {
-    schema_version: u32,
-    media_type: &'static str,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Serialize)]
-struct ImageConfigJson<'a> {
-    architecture: &'static str,
-    os: &'static str,
-    config: ContainerConfigJson<'a>,
-    rootfs: RootFsJson,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ContainerConfigJson<'a> {
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    entrypoint: &'a [String],
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    cmd: &'a [String],
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    env: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    working_dir: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct RootFsJson {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    diff_ids: Vec<String>,
 }
 
 #[cfg(test)]
@@ -718,7 +519,7 @@ mod tests {
         let files = unpack(image.tar());
         for (path, data) in &files {
             if let Some(hex) = path.strip_prefix("blobs/sha256/") {
-                assert_eq!(sha256_digest(data), format!("sha256:{hex}"), "{path}");
+                assert_eq!(sha256(data).to_string(), format!("sha256:{hex}"), "{path}");
             }
         }
 
@@ -743,7 +544,7 @@ mod tests {
         for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
             let compressed = blob(&files, layer.digest().as_ref());
             assert_eq!(layer.size(), compressed.len() as u64);
-            assert_eq!(&sha256_digest(&gunzip(compressed)), diff_id);
+            assert_eq!(&sha256(&gunzip(compressed)).to_string(), diff_id);
         }
         let entrypoint = config.config().as_ref().unwrap().entrypoint().clone();
         assert_eq!(
@@ -859,7 +660,7 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(
-                ImageReference::parse(input).unwrap().to_string(),
+                parse_reference(input).unwrap().to_string(),
                 expected,
                 "{input}"
             );
@@ -872,13 +673,14 @@ mod tests {
             "",
             "Upper/case",
             "a/b@sha256:00",
+            "a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000",
             "a:",
             "a:-x",
             "a//b",
             "-a",
             "host:x/a",
         ] {
-            let err = ImageReference::parse(bad).unwrap_err();
+            let err = parse_reference(bad).unwrap_err();
             assert!(
                 matches!(&err, OciImageError::InvalidReference { reference, .. } if reference == bad),
                 "{bad}: {err}"
@@ -916,5 +718,107 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, OciImageError::EmptySymlinkTarget { .. }));
+    }
+
+    #[test]
+    fn the_config_carries_the_command_environment_and_platform() {
+        let image = OciImageBuilder::new("x")
+            .unwrap()
+            .cmd(["/bin/sh"])
+            .env("PATH", "/bin")
+            .env("HOME", "/root")
+            .working_dir("/srv")
+            .build()
+            .unwrap();
+        let files = unpack(image.tar());
+        let manifest = ImageManifest::from_reader(blob(&files, image.manifest_digest())).unwrap();
+        assert_eq!(manifest.media_type(), &Some(MediaType::ImageManifest));
+        assert_eq!(manifest.config().media_type(), &MediaType::ImageConfig);
+        assert!(manifest.layers().is_empty());
+        let config =
+            ImageConfiguration::from_reader(blob(&files, manifest.config().digest().as_ref()))
+                .unwrap();
+        assert_eq!(config.architecture(), &oci_spec::image::Arch::default());
+        assert_eq!(config.os(), &oci_spec::image::Os::Linux);
+        let container = config.config().clone().unwrap();
+        assert_eq!(container.cmd(), &Some(vec!["/bin/sh".to_owned()]));
+        assert_eq!(container.entrypoint(), &None);
+        assert_eq!(
+            container.env(),
+            &Some(vec!["PATH=/bin".to_owned(), "HOME=/root".to_owned()])
+        );
+        assert_eq!(container.working_dir(), &Some("/srv".to_owned()));
+    }
+
+    /// The empty image's manifest, and so the image id CRI shows, is byte for byte the one the
+    /// hand-written writer made before the metadata came from oci-spec.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_empty_image_keeps_its_manifest_digest() {
+        assert_eq!(
+            empty_image("some/name:1").unwrap().manifest_digest(),
+            "sha256:9c67590ced1145d6e93b8056c6579c85802adacc87bc2e4ddf31d5cb00fb6ee0"
+        );
+    }
+
+    #[test]
+    fn metadata_json_has_sorted_keys_whatever_the_hash_seed() {
+        // Each build hashes its annotations with a fresh random seed.
+        let first = unpack(sample_builder().build().unwrap().tar())["index.json"].clone();
+        for _ in 0..16 {
+            let again = unpack(sample_builder().build().unwrap().tar());
+            assert_eq!(again["index.json"], first);
+        }
+        let text = String::from_utf8(first).unwrap();
+        let name = text.find(ANNOTATION_CONTAINERD_IMAGE_NAME).unwrap();
+        let tag = text.find(ANNOTATION_OCI_REF_NAME).unwrap();
+        assert!(name < tag, "{text}");
+    }
+
+    #[test]
+    fn the_layout_tar_holds_the_layout_the_index_then_the_blobs() {
+        let image = empty_image(EMPTY_IMAGE_NAME).unwrap();
+        let mut archive = tar::Archive::new(image.tar());
+        let paths: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(paths[..2], ["oci-layout", "index.json"]);
+        assert_eq!(paths.len(), 5, "{paths:?}");
+        assert!(paths[2..].iter().all(|p| p.starts_with("blobs/sha256/")));
+        assert!(paths[2..].is_sorted());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn any_layer_builds_the_same_bytes_twice_and_keeps_its_entries(
+            files in proptest::collection::btree_map(
+                "[a-z]{1,8}",
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+                0..8,
+            ),
+            mode in 0u32..0o1000,
+        ) {
+            let mut layer = ImageLayer::new().with(LayerEntry::directory("d", 0o755));
+            for (name, contents) in &files {
+                layer.push(LayerEntry::file(format!("/d/{name}"), mode, contents.clone()));
+            }
+            let build = || OciImageBuilder::new("p/q:r").unwrap().layer(layer.clone()).build();
+            let image = build().unwrap();
+            proptest::prop_assert_eq!(&image, &build().unwrap());
+
+            let files_in_layout = unpack(image.tar());
+            let manifest =
+                ImageManifest::from_reader(blob(&files_in_layout, image.manifest_digest())).unwrap();
+            let tar = gunzip(blob(&files_in_layout, manifest.layers()[0].digest().as_ref()));
+            let unpacked = unpack(&tar);
+            proptest::prop_assert_eq!(unpacked.len(), files.len() + 1);
+            for (name, contents) in &files {
+                proptest::prop_assert_eq!(&unpacked[&format!("d/{name}")], contents);
+            }
+        }
     }
 }
