@@ -46,12 +46,10 @@ pub enum NodeInstallError {
     },
     /// k3s/RKE2 has no template and has not rendered a config that says its version.
     #[error(
-        "{}: neither {} nor {} exists, and no {} says which config version k3s/RKE2 writes \
-         (has it started once?); pass --config-version 3 (releases with containerd 2.x) or 2",
-        dir.display(),
-        super::containerd_target::TEMPLATE_V3,
-        super::containerd_target::TEMPLATE_V2,
-        super::containerd_target::RENDERED_CONFIG
+        "{}: neither config-v3.toml.tmpl nor config.toml.tmpl exists, and no config.toml says \
+         which config version k3s/RKE2 writes (has it started once?); pass --config-version 3 \
+         (releases with containerd 2.x) or 2",
+        dir.display()
     )]
     TemplateVersion {
         /// The agent's containerd folder.
