@@ -371,7 +371,7 @@ fn on_rke2_an_operator_s_v2_template_is_edited_in_place_and_restored() {
 
     let report: Value =
         serde_json::from_str(&node_on_tree(root.path(), &["install", "--json"])).unwrap();
-    assert_eq!(report["flavor"], "RKE2");
+    assert_eq!(report["flavor"], "rke2");
     let template = std::fs::read_to_string(dir.join("config.toml.tmpl")).unwrap();
     assert!(template.starts_with(operator), "{template}");
     assert!(

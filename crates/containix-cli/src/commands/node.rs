@@ -334,7 +334,7 @@ fn finish(
             .collect();
         let value = json!({
             "action": action,
-            "flavor": node.flavor.name(),
+            "flavor": node.flavor.id(),
             "dry_run": common.dry_run,
             "changed": !plan.is_empty(),
             "steps": steps,

@@ -49,6 +49,15 @@ impl ContainerdFlavor {
         }
     }
 
+    /// Its name for machines (JSON, flags): `containerd`, `k3s` or `rke2`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Standalone => "containerd",
+            Self::K3s => "k3s",
+            Self::Rke2 => "rke2",
+        }
+    }
+
     /// The agent's containerd folder holding the templates (node path); `None` for a
     /// standalone containerd.
     pub fn template_dir(self) -> Option<&'static Path> {
