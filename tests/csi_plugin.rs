@@ -14,14 +14,17 @@ use std::time::Duration;
 
 use containix_core::store::daemon::DaemonClient;
 use containix_csi::client::{CsiClient, connect};
+use containix_csi::proto::controller_service_capability::{
+    Type as ControllerCapabilityType, rpc as controller_rpc,
+};
 use containix_csi::proto::node_service_capability::{Rpc, Type as CapabilityType, rpc};
 use containix_csi::proto::volume_capability::{AccessMode, AccessType, MountVolume, access_mode};
 use containix_csi::proto::volume_usage::Unit;
 use containix_csi::proto::{
-    GetPluginCapabilitiesRequest, GetPluginInfoRequest, NodeExpandVolumeRequest,
-    NodeGetCapabilitiesRequest, NodeGetInfoRequest, NodeGetVolumeStatsRequest,
-    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest, ProbeRequest,
-    VolumeCapability,
+    ControllerGetCapabilitiesRequest, GetPluginCapabilitiesRequest, GetPluginInfoRequest,
+    NodeExpandVolumeRequest, NodeGetCapabilitiesRequest, NodeGetInfoRequest,
+    NodeGetVolumeStatsRequest, NodePublishVolumeRequest, NodeStageVolumeRequest,
+    NodeUnpublishVolumeRequest, ProbeRequest, VolumeCapability,
 };
 use containix_testkit::containerd::{Containerd, ContainerdOptions};
 use containix_testkit::cri::{ContainerLog, ContainerSpec, PodSandboxSpec};
@@ -764,6 +767,23 @@ async fn identity_and_capabilities_report_only_what_is_implemented() {
     );
     let probe = client.identity.probe(ProbeRequest {}).await.unwrap();
     assert_eq!(probe.into_inner().ready, Some(true));
+    // The unadvertised Controller service names no capability (one UNKNOWN entry, which
+    // csi-sanity v5.1.0 needs in place of an empty list).
+    let controller = client
+        .controller
+        .controller_get_capabilities(ControllerGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let kinds: Vec<_> = controller
+        .capabilities
+        .iter()
+        .map(|c| match &c.r#type {
+            Some(ControllerCapabilityType::Rpc(rpc)) => rpc.r#type(),
+            None => panic!("{c:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, [controller_rpc::Type::Unknown]);
 
     let node = client
         .node

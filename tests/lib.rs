@@ -2,6 +2,7 @@
 //! `tests/Cargo.toml`; the real node they run against comes from `containix-testkit`. This
 //! library holds the checks several test files share.
 
+pub mod manifests;
 pub mod source_scan;
 
 use std::path::PathBuf;

@@ -50,7 +50,7 @@ pkgs.testers.runNixOSTest {
             "ctr --namespace containix-test run --rm"
             " --runtime io.containerd.containix.v1"
             " --annotation containix.dev/store-paths=${pkgs.hello}"
-            " docker.io/containix/empty:${version} hello-1 hello"
+            " docker.io/containix/empty:1.0.0 hello-1 hello"
         )
         assert "Hello, world!" in out, out
         # The shim released the container's rootfs and state.

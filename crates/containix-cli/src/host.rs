@@ -5,28 +5,39 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
 
 /// Where programs run: here, or in the host's mount namespace.
 pub struct Host {
-    /// PID 1's mount namespace, when containix runs in a pod.
-    mount_namespace: Option<File>,
+    /// The host's `/` as mounted in the pod, when containix runs in one: programs then run in
+    /// PID 1's mount namespace.
+    host_root: Option<PathBuf>,
 }
 
 impl Host {
     /// Programs run as children of this process, in its namespaces.
     pub fn local() -> Host {
+        Host { host_root: None }
+    }
+
+    /// Programs run in PID 1's mount namespace, opened when the first one runs (a dry run, or
+    /// an install that restarts nothing, runs none and needs no `hostPID`); `host_root` is
+    /// named in the error when that namespace cannot be opened (the pod lacks `hostPID: true`
+    /// or privilege).
+    pub fn through_pid1(host_root: &Path) -> Host {
         Host {
-            mount_namespace: None,
+            host_root: Some(host_root.to_owned()),
         }
     }
 
-    /// Programs run in PID 1's mount namespace; `host_root` is only named in the error when
-    /// that namespace cannot be opened (the pod lacks `hostPID: true` or privilege).
-    pub fn through_pid1(host_root: &Path) -> Result<Host> {
+    /// PID 1's mount namespace, for a pod.
+    fn mount_namespace(&self) -> Result<Option<File>> {
+        let Some(host_root) = &self.host_root else {
+            return Ok(None);
+        };
         let path = "/proc/1/ns/mnt";
         let file = File::open(path).with_context(|| {
             format!(
@@ -35,16 +46,15 @@ impl Host {
                 host_root.display()
             )
         })?;
-        Ok(Host {
-            mount_namespace: Some(file),
-        })
+        Ok(Some(file))
     }
 
     /// Runs `program` with `args` and collects its output.
     pub fn output(&self, program: &str, args: &[&str]) -> Result<Output> {
         let mut command = Command::new(program);
         command.args(args);
-        if let Some(namespace) = &self.mount_namespace {
+        let mount_namespace = self.mount_namespace()?;
+        if let Some(namespace) = &mount_namespace {
             let fd = namespace.as_raw_fd();
             // SAFETY: runs in the forked child before exec; only async-signal-safe system calls
             // (setns, chdir) on a descriptor that stays open in the parent until the child execs.

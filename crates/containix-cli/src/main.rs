@@ -106,8 +106,9 @@ mod tests {
         leaves(&Cli::command(), Vec::new(), &mut all);
         assert_eq!(
             all.len(),
-            10,
-            "resolve, sbom, assemble, run, spec, image empty, doctor, node install|uninstall, completions"
+            11,
+            "resolve, sbom, assemble, run, spec, image empty|build, doctor, node install|uninstall, \
+             completions"
         );
         for (words, command) in &all {
             let help = command

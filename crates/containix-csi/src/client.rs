@@ -6,14 +6,17 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use crate::proto::controller_client::ControllerClient;
 use crate::proto::identity_client::IdentityClient;
 use crate::proto::node_client::NodeClient;
 
-/// The Identity and Node clients of one connection.
+/// The Identity, Controller and Node clients of one connection.
 #[derive(Debug, Clone)]
 pub struct CsiClient {
     /// The Identity service.
     pub identity: IdentityClient<Channel>,
+    /// The Controller service (not advertised; see [`crate::controller`]).
+    pub controller: ControllerClient<Channel>,
     /// The Node service.
     pub node: NodeClient<Channel>,
 }
@@ -30,6 +33,7 @@ pub async fn connect(socket: &Path) -> Result<CsiClient, tonic::transport::Error
         .await?;
     Ok(CsiClient {
         identity: IdentityClient::new(channel.clone()),
+        controller: ControllerClient::new(channel.clone()),
         node: NodeClient::new(channel),
     })
 }

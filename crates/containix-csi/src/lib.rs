@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod closure_source;
+pub mod controller;
 pub mod error;
 pub mod identity;
 pub mod node;
@@ -14,7 +15,8 @@ pub mod publish;
 pub mod server;
 pub mod volume_state;
 
-/// The CSI v1 messages and the Identity and Node services, generated from `proto/csi.proto`.
+/// The CSI v1 messages and the Identity, Controller and Node services, generated from
+/// `proto/csi.proto`.
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
     tonic::include_proto!("csi.v1");

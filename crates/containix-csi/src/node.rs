@@ -122,7 +122,10 @@ impl<S: ClosureSource> Node for NodeService<S> {
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
         let request = request.into_inner();
         required("volume_id", &request.volume_id)?;
-        let volume_path = absolute("volume_path", &request.volume_path)?;
+        required("volume_path", &request.volume_path)?;
+        // A relative path is no path a volume is published at: NotFound, as for any other
+        // path the volume is not at (what the spec and csi-sanity ask).
+        let volume_path = PathBuf::from(&request.volume_path);
         let usage = self.publisher.usage(&request.volume_id, &volume_path)?;
         let bytes = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         Ok(Response::new(NodeGetVolumeStatsResponse {

@@ -1,4 +1,4 @@
-//! Serving the Identity and Node services on a Unix socket.
+//! Serving the Identity, Node and (unadvertised) Controller services on a Unix socket.
 
 use std::future::Future;
 use std::os::unix::fs::FileTypeExt;
@@ -14,9 +14,11 @@ use tokio::net::UnixListener;
 use tokio::sync::Notify;
 use tokio_stream::wrappers::UnixListenerStream;
 
+use crate::controller::ControllerService;
 use crate::error::NodeError;
 use crate::identity::IdentityService;
 use crate::node::NodeService;
+use crate::proto::controller_server::ControllerServer;
 use crate::proto::identity_server::IdentityServer;
 use crate::proto::node_server::NodeServer;
 use crate::publish::Publisher;
@@ -93,6 +95,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let source = Resolver::new(config.policy.clone());
     let identity = IdentityService::new(config.policy.daemon_socket.clone());
+    let controller = ControllerService::new(config.policy.clone());
     let publisher = Publisher::new(
         config.policy,
         source,
@@ -106,6 +109,7 @@ pub async fn serve(
     let stopped = Arc::clone(&stop);
     let server = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
+        .add_service(ControllerServer::new(controller))
         .add_service(NodeServer::new(node))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             stopped.notified().await

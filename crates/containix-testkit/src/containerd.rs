@@ -631,6 +631,12 @@ impl Containerd {
         Ok(())
     }
 
+    /// Imports an OCI archive file into the CRI namespace (`ctr images import`).
+    pub async fn import_archive(&self, archive: &Path) -> Result<()> {
+        images::import_archive(&self.ctr_binary, &self.layout.socket(), archive).await?;
+        Ok(())
+    }
+
     /// Mounts under the instance directory (overlay rootfs, sandbox shm, ...), in mount order.
     pub fn leftover_mounts(&self) -> Vec<PathBuf> {
         mounts_under(self.layout.dir())

@@ -400,6 +400,8 @@ pub struct PodSandboxSpec {
     log_directory: Option<PathBuf>,
     labels: HashMap<String, String>,
     annotations: HashMap<String, String>,
+    privileged: bool,
+    host_pid: bool,
 }
 
 impl PodSandboxSpec {
@@ -443,14 +445,37 @@ impl PodSandboxSpec {
         self
     }
 
-    /// The CRI config: host network, pod-wide IPC, per-container PID namespaces.
-    pub fn build(&self) -> proto::PodSandboxConfig {
-        let namespaces = proto::NamespaceOption {
+    /// Whether a container of the pod may be privileged (a kubelet sets this when one is).
+    pub fn privileged(mut self, privileged: bool) -> Self {
+        self.privileged = privileged;
+        self
+    }
+
+    /// `hostPID: true`: the pod's containers share the node's PID namespace.
+    pub fn host_pid(mut self, host_pid: bool) -> Self {
+        self.host_pid = host_pid;
+        self
+    }
+
+    /// The namespaces the pod's containers get, as a kubelet asks for them.
+    pub fn namespace_options(&self) -> proto::NamespaceOption {
+        let pid = if self.host_pid {
+            proto::NamespaceMode::Node
+        } else {
+            proto::NamespaceMode::Container
+        };
+        proto::NamespaceOption {
             network: proto::NamespaceMode::Node.into(),
-            pid: proto::NamespaceMode::Container.into(),
+            pid: pid.into(),
             ipc: proto::NamespaceMode::Pod.into(),
             target_id: String::new(),
-        };
+        }
+    }
+
+    /// The CRI config: host network, pod-wide IPC, per-container PID namespaces (the node's
+    /// with [`PodSandboxSpec::host_pid`]).
+    pub fn build(&self) -> proto::PodSandboxConfig {
+        let namespaces = self.namespace_options();
         proto::PodSandboxConfig {
             metadata: Some(proto::PodSandboxMetadata {
                 name: self.name.clone(),
@@ -471,12 +496,25 @@ impl PodSandboxSpec {
                 cgroup_parent: String::new(),
                 security_context: Some(proto::LinuxSandboxSecurityContext {
                     namespace_options: Some(namespaces),
+                    privileged: self.privileged,
                     ..Default::default()
                 }),
                 sysctls: HashMap::new(),
             }),
         }
     }
+}
+
+/// How mounts below a bound host path propagate (a pod's `mountPropagation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    /// None (`None`, the default).
+    #[default]
+    Private,
+    /// The host's new mounts show in the container (`HostToContainer`).
+    HostToContainer,
+    /// Both ways: the container's mounts show on the host (`Bidirectional`; privileged only).
+    Bidirectional,
 }
 
 /// A host path bound into a container.
@@ -488,6 +526,8 @@ pub struct HostMount {
     pub container_path: String,
     /// Whether the container sees it read-only.
     pub readonly: bool,
+    /// How mounts propagate across it.
+    pub propagation: Propagation,
 }
 
 /// A container as a kubelet describes one.
@@ -504,6 +544,8 @@ pub struct ContainerSpec {
     annotations: HashMap<String, String>,
     log_path: Option<String>,
     readonly_rootfs: bool,
+    privileged: bool,
+    namespace_options: Option<proto::NamespaceOption>,
 }
 
 impl ContainerSpec {
@@ -551,7 +593,38 @@ impl ContainerSpec {
             host_path: host_path.into(),
             container_path: container_path.to_owned(),
             readonly,
+            propagation: Propagation::Private,
         });
+        self
+    }
+
+    /// Binds `host_path` at `container_path` with mount propagation `propagation`.
+    pub fn mount_propagating(
+        mut self,
+        host_path: impl Into<PathBuf>,
+        container_path: &str,
+        readonly: bool,
+        propagation: Propagation,
+    ) -> Self {
+        self.mounts.push(HostMount {
+            host_path: host_path.into(),
+            container_path: container_path.to_owned(),
+            readonly,
+            propagation,
+        });
+        self
+    }
+
+    /// `securityContext.privileged` (its pod must be [`PodSandboxSpec::privileged`] too).
+    pub fn privileged(mut self, privileged: bool) -> Self {
+        self.privileged = privileged;
+        self
+    }
+
+    /// The namespaces, as the pod's [`PodSandboxSpec::namespace_options`] gives them (a
+    /// kubelet repeats the pod's for each container).
+    pub fn namespaces(mut self, options: proto::NamespaceOption) -> Self {
+        self.namespace_options = Some(options);
         self
     }
 
@@ -615,18 +688,31 @@ impl ContainerSpec {
                     container_path: mount.container_path.clone(),
                     host_path: mount.host_path.to_string_lossy().into_owned(),
                     readonly: mount.readonly,
+                    propagation: match mount.propagation {
+                        Propagation::Private => proto::MountPropagation::PropagationPrivate,
+                        Propagation::HostToContainer => {
+                            proto::MountPropagation::PropagationHostToContainer
+                        }
+                        Propagation::Bidirectional => {
+                            proto::MountPropagation::PropagationBidirectional
+                        }
+                    }
+                    .into(),
                     ..Default::default()
                 })
                 .collect(),
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
             log_path: self.relative_log_path(),
-            linux: self.readonly_rootfs.then(|| proto::LinuxContainerConfig {
-                security_context: Some(proto::LinuxContainerSecurityContext {
-                    readonly_rootfs: true,
-                    ..Default::default()
+            linux: (self.readonly_rootfs || self.privileged || self.namespace_options.is_some())
+                .then(|| proto::LinuxContainerConfig {
+                    security_context: Some(proto::LinuxContainerSecurityContext {
+                        readonly_rootfs: self.readonly_rootfs,
+                        privileged: self.privileged,
+                        namespace_options: self.namespace_options.clone(),
+                        ..Default::default()
+                    }),
                 }),
-            }),
             ..Default::default()
         }
     }

@@ -72,7 +72,7 @@ pub enum ImageError {
     /// `ctr images import` failed.
     #[error("ctr images import of {image} exited with {status}: {stderr}")]
     Import {
-        /// The image's normalised name.
+        /// The image's normalised name, or the archive that was imported.
         image: String,
         /// The exit status.
         status: std::process::ExitStatus,
@@ -158,6 +158,21 @@ pub async fn import_image(
             path: tar_path.clone(),
             source,
         })?;
+    let imported = import_archive(ctr, address, &tar_path).await;
+    let _ = tokio::fs::remove_file(&tar_path).await;
+    imported.map_err(|error| match error {
+        ImageError::Import { status, stderr, .. } => ImageError::Import {
+            image: image.reference().to_string(),
+            status,
+            stderr,
+        },
+        other => other,
+    })
+}
+
+/// Imports the OCI archive at `archive` (an image layout tar, such as `scripts/build-images.sh`
+/// writes) into the CRI namespace of the containerd at `address`, unpacked for overlayfs.
+pub async fn import_archive(ctr: &Path, address: &Path, archive: &Path) -> Result<()> {
     let output = tokio::process::Command::new(ctr)
         .arg("--address")
         .arg(address)
@@ -169,20 +184,18 @@ pub async fn import_image(
             "--snapshotter",
             "overlayfs",
         ])
-        .arg(&tar_path)
+        .arg(archive)
         .output()
         .await
         .map_err(|source| ImageError::SpawnCtr {
             program: ctr.to_owned(),
             source,
-        });
-    let _ = tokio::fs::remove_file(&tar_path).await;
-    let output = output?;
+        })?;
     if output.status.success() {
         Ok(())
     } else {
         Err(ImageError::Import {
-            image: image.reference().to_string(),
+            image: archive.display().to_string(),
             status: output.status,
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         })

@@ -26,8 +26,9 @@ use sha2::Sha256;
 
 /// The image every containix pod spec names: one empty layer, no entrypoint.
 ///
-/// CRI normalises it to `docker.io/containix/empty:<version>`, the name [`empty_image`] stores.
-pub const EMPTY_IMAGE_NAME: &str = concat!("containix/empty:", env!("CARGO_PKG_VERSION"));
+/// CRI normalises it to `docker.io/containix/empty:1.0.0`, the name [`empty_image`] stores. It
+/// holds nothing that changes between releases, so its name stays put and pod specs stay valid.
+pub const EMPTY_IMAGE_NAME: &str = "containix/empty:1.0.0";
 
 /// The empty image's entrypoint: a placeholder containix replaces with the package's main
 /// program. CRI refuses a container with no command at all, so a pod spec that names only the
@@ -611,7 +612,7 @@ mod tests {
         let image = empty_image(EMPTY_IMAGE_NAME).unwrap();
         assert_eq!(
             image.reference().to_string(),
-            format!("docker.io/containix/empty:{}", crate::version::VERSION)
+            format!("docker.io/{EMPTY_IMAGE_NAME}")
         );
         let files = unpack(image.tar());
         let manifest = ImageManifest::from_reader(blob(&files, image.manifest_digest())).unwrap();

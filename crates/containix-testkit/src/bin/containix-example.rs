@@ -12,7 +12,7 @@
 //!   runtimeClassName: containix
 //!   containers:
 //!   - name: hello
-//!     image: "containix/empty:<version>"
+//!     image: "containix/empty:1.0.0"
 //! ```
 //!
 //! The shim resolves the flake, bind-mounts its closure read-only and runs its main program.

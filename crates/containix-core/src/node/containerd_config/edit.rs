@@ -73,6 +73,19 @@ pub enum EditError {
         /// What the file holds.
         found: &'static str,
     },
+    /// A Go template (k3s, RKE2) has an action where this editor cannot keep it: actions must
+    /// fill whole lines (`{{ template "base" . }}`) or whole values (`key = {{ .X }}`).
+    #[error(
+        "containerd config template, line {line}: `{text}`: containix edits templates whose \
+         actions fill whole lines or whole values; nothing was written, add the handler by hand \
+         (docs/install.md, k3s and RKE2)"
+    )]
+    TemplateAction {
+        /// The 1-based line number.
+        line: usize,
+        /// The line.
+        text: String,
+    },
     /// The edited text would mean more than the handler change (a layout this editor does not
     /// handle, such as the handler spelled with dotted keys).
     #[error(
@@ -96,12 +109,36 @@ pub fn add_handler(before: &str, new_file_version: i64) -> Result<ConfigEdit, Ed
     } else {
         before.to_owned()
     };
-    let mut doc = parse(&source)?;
+    let mut edit = add_handler_to(&source, None)?;
+    if !edit.changed() {
+        return Ok(unchanged(before, edit.version, edit.table));
+    }
+    if created {
+        edit.changes.insert(0, "create the file".to_owned());
+    }
+    Ok(edit)
+}
+
+/// Adds or completes the handler in `source`. A new handler copies the default runtime's
+/// `options`, or takes `fallback_options` when the text has no default runtime table (a
+/// template whose runc table comes from the base it includes). `after` is `source` itself when
+/// nothing changed.
+pub(super) fn add_handler_to(
+    source: &str,
+    fallback_options: Option<&Table>,
+) -> Result<ConfigEdit, EditError> {
+    let mut doc = parse(source)?;
     let version = version_of(&doc)?;
     let plugin = cri_runtime_plugin(version).ok_or(EditError::UnsupportedVersion(version))?;
     let table = handler_table_name(plugin);
     let containerd = child_table(doc.as_table_mut(), &["plugins", plugin, "containerd"])?;
-    let default_runtime = default_runtime_table(containerd).cloned();
+    let default_runtime = default_runtime_table(containerd).cloned().or_else(|| {
+        fallback_options.map(|options| {
+            let mut model = Table::new();
+            model.insert("options", Item::Table(options.clone()));
+            model
+        })
+    });
     let runtimes = child_table(containerd, &["runtimes"])?;
 
     let mut changes = Vec::new();
@@ -121,15 +158,12 @@ pub fn add_handler(before: &str, new_file_version: i64) -> Result<ConfigEdit, Ed
             });
         }
     }
-    if created {
-        changes.insert(0, "create the file".to_owned());
-    }
     if changes.is_empty() {
-        return Ok(unchanged(before, version, table));
+        return Ok(unchanged(source, version, table));
     }
     let after = doc.to_string();
     check(&after).map_err(|_| EditError::Unsafe(table.clone()))?;
-    if !same_apart_from_handler(&source, &after, plugin) {
+    if !same_apart_from_handler(source, &after, plugin) {
         return Err(EditError::Unsafe(table));
     }
     Ok(ConfigEdit {
@@ -137,6 +171,62 @@ pub fn add_handler(before: &str, new_file_version: i64) -> Result<ConfigEdit, Ed
         table,
         after: Some(after),
         changes,
+    })
+}
+
+/// Whether the config in `doc` has a `containix` handler table (complete or not).
+pub(super) fn has_handler(doc: &DocumentMut) -> Result<bool, EditError> {
+    let version = version_of(doc)?;
+    let plugin = cri_runtime_plugin(version).ok_or(EditError::UnsupportedVersion(version))?;
+    Ok(["plugins", plugin, "containerd", "runtimes", HANDLER]
+        .iter()
+        .try_fold(doc.as_table(), |table, key| table.get(key)?.as_table())
+        .is_some())
+}
+
+/// The default runtime's table in `doc`, if the text holds it.
+pub(super) fn default_runtime(doc: &DocumentMut) -> Result<Option<Table>, EditError> {
+    let version = version_of(doc)?;
+    let plugin = cri_runtime_plugin(version).ok_or(EditError::UnsupportedVersion(version))?;
+    Ok(["plugins", plugin, "containerd"]
+        .iter()
+        .try_fold(doc.as_table(), |table, key| table.get(key)?.as_table())
+        .and_then(default_runtime_table)
+        .cloned())
+}
+
+/// The handler table alone, as TOML text to append to `doc`'s config: laid out like `model`
+/// (the default runtime), with its options.
+pub(super) fn handler_block(doc: &DocumentMut, model: &Table) -> Result<String, EditError> {
+    let version = version_of(doc)?;
+    let plugin = cri_runtime_plugin(version).ok_or(EditError::UnsupportedVersion(version))?;
+    let mut block = DocumentMut::new();
+    let runtimes = child_table(
+        block.as_table_mut(),
+        &["plugins", plugin, "containerd", "runtimes"],
+    )?;
+    runtimes.insert(HANDLER, Item::Table(new_handler(Some(model))));
+    Ok(block.to_string())
+}
+
+/// The edit from `source` to `after`, which must be `source` plus a complete handler and mean
+/// nothing else.
+pub(super) fn checked_addition(source: &str, after: String) -> Result<ConfigEdit, EditError> {
+    let version = version_of(&parse(source)?)?;
+    let plugin = cri_runtime_plugin(version).ok_or(EditError::UnsupportedVersion(version))?;
+    let table = handler_table_name(plugin);
+    let fit = check(&after).is_ok_and(|config| config.version == version);
+    if !fit || !same_apart_from_handler(source, &after, plugin) {
+        return Err(EditError::Unsafe(table));
+    }
+    Ok(ConfigEdit {
+        version,
+        table: table.clone(),
+        after: Some(after),
+        changes: vec![format!(
+            "add [{table}] with runtime_type = \"{RUNTIME_TYPE}\" and pod_annotations = \
+             [\"{POD_ANNOTATIONS}\"]"
+        )],
     })
 }
 
@@ -175,7 +265,7 @@ pub fn remove_handler(before: &str) -> Result<ConfigEdit, EditError> {
     })
 }
 
-fn unchanged(before: &str, version: i64, table: String) -> ConfigEdit {
+pub(super) fn unchanged(before: &str, version: i64, table: String) -> ConfigEdit {
     ConfigEdit {
         version,
         table,
@@ -184,7 +274,7 @@ fn unchanged(before: &str, version: i64, table: String) -> ConfigEdit {
     }
 }
 
-fn parse(text: &str) -> Result<DocumentMut, EditError> {
+pub(super) fn parse(text: &str) -> Result<DocumentMut, EditError> {
     text.parse::<DocumentMut>()
         .map_err(|err| EditError::Syntax(err.to_string().trim().to_owned()))
 }
@@ -365,7 +455,7 @@ fn parse_plain(text: &str) -> Option<toml::Table> {
 
 /// Whether two config texts mean the same once the handler (and any tables left empty on its
 /// path) and a `version` only one side has are set aside.
-fn same_apart_from_handler(a: &str, b: &str, plugin: &str) -> bool {
+pub(super) fn same_apart_from_handler(a: &str, b: &str, plugin: &str) -> bool {
     let (Some(mut a), Some(mut b)) = (parse_plain(a), parse_plain(b)) else {
         return false;
     };

@@ -121,6 +121,7 @@ mod tests {
     fn node(dir: &Path) -> (NodePaths, std::path::PathBuf) {
         let paths = NodePaths {
             containerd_config: dir.join("etc/containerd/config.toml"),
+            config_form: super::super::containerd_target::ConfigForm::Toml,
             shim_dir: dir.join("usr/local/bin"),
             policy: dir.join("etc/containix/config.toml"),
         };

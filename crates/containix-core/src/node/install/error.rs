@@ -44,6 +44,17 @@ pub enum NodeInstallError {
         /// What is wrong with it.
         reason: String,
     },
+    /// k3s/RKE2 has no template and has not rendered a config that says its version.
+    #[error(
+        "{}: neither config-v3.toml.tmpl nor config.toml.tmpl exists, and no config.toml says \
+         which config version k3s/RKE2 writes (has it started once?); pass --config-version 3 \
+         (releases with containerd 2.x) or 2",
+        dir.display()
+    )]
+    TemplateVersion {
+        /// The agent's containerd folder.
+        dir: PathBuf,
+    },
     /// A node path is relative.
     #[error("{0}: node paths must be absolute")]
     RelativePath(PathBuf),

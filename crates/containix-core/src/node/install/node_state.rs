@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use super::containerd_target::ConfigForm;
 use super::error::NodeInstallError;
 use crate::node::containerd_config::{DEFAULT_CONFIG_PATH, SHIM_BINARY};
 use crate::request::policy::DEFAULT_POLICY_PATH;
@@ -13,8 +14,10 @@ pub const DEFAULT_SHIM_DIR: &str = "/usr/local/bin";
 /// The files an install touches, as paths on the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodePaths {
-    /// containerd's config file.
+    /// containerd's config file, or the k3s/RKE2 template it is rendered from.
     pub containerd_config: PathBuf,
+    /// Whether [`NodePaths::containerd_config`] is TOML or a template.
+    pub config_form: ConfigForm,
     /// The directory the shim binary goes into (must be on containerd's PATH).
     pub shim_dir: PathBuf,
     /// The node policy file.
@@ -25,6 +28,7 @@ impl Default for NodePaths {
     fn default() -> Self {
         Self {
             containerd_config: PathBuf::from(DEFAULT_CONFIG_PATH),
+            config_form: ConfigForm::Toml,
             shim_dir: PathBuf::from(DEFAULT_SHIM_DIR),
             policy: PathBuf::from(DEFAULT_POLICY_PATH),
         }
@@ -42,6 +46,7 @@ impl NodePaths {
     pub fn under_root(&self, root: &Path) -> Result<NodePaths, NodeInstallError> {
         Ok(NodePaths {
             containerd_config: under_root(root, &self.containerd_config)?,
+            config_form: self.config_form,
             shim_dir: under_root(root, &self.shim_dir)?,
             policy: under_root(root, &self.policy)?,
         })
@@ -74,8 +79,8 @@ pub enum ShimState {
 /// What the node looks like now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeState {
-    /// containerd's config text; `None` when there is no file (containerd then runs on its
-    /// built-in defaults).
+    /// containerd's config text (or its template's); `None` when there is no file (containerd
+    /// then runs on its built-in defaults, k3s and RKE2 on theirs).
     pub containerd_config: Option<String>,
     /// The installed shim.
     pub shim: ShimState,
@@ -223,6 +228,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = NodePaths {
             containerd_config: dir.path().join("etc/containerd/config.toml"),
+            config_form: ConfigForm::Toml,
             shim_dir: dir.path().join("bin"),
             policy: dir.path().join("etc/containix/config.toml"),
         };

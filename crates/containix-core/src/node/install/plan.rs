@@ -2,9 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
+use super::containerd_target::ConfigForm;
 use super::error::NodeInstallError;
 use super::node_state::{NodePaths, NodeState, ShimState};
-use crate::node::containerd_config::{edit::add_handler, edit::remove_handler};
+use crate::node::containerd_config::edit::{ConfigEdit, EditError, add_handler, remove_handler};
+use crate::node::containerd_config::template_edit::{
+    add_template_handler, remove_template_handler,
+};
 
 /// One change to the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +25,7 @@ pub enum NodeStep {
         /// The policy file.
         path: PathBuf,
     },
-    /// Replace containerd's config.
+    /// Replace containerd's config (or its k3s/RKE2 template).
     WriteContainerdConfig {
         /// The config file.
         path: PathBuf,
@@ -119,7 +123,8 @@ impl NodePlan {
 
 /// Plans an install: the shim first, then the policy, then the config, so that containerd
 /// never reads a handler whose shim is missing. `new_file_version` is the config version to
-/// write when the node has no config file.
+/// write when the node has no config file (a template's version is in
+/// [`NodePaths::config_form`]).
 pub fn plan_install(
     paths: &NodePaths,
     state: &NodeState,
@@ -139,11 +144,11 @@ pub fn plan_install(
         });
     }
     let before = state.containerd_config.as_deref().unwrap_or("");
-    let edit =
-        add_handler(before, new_file_version).map_err(|source| NodeInstallError::Config {
-            path: paths.containerd_config.clone(),
-            source,
-        })?;
+    let edit = match paths.config_form {
+        ConfigForm::Toml => add_handler(before, new_file_version),
+        ConfigForm::Template { version } => add_template_handler(before, version),
+    };
+    let edit = config_edit(paths, edit)?;
     if edit.changed() {
         plan.steps.push(NodeStep::WriteContainerdConfig {
             path: paths.containerd_config.clone(),
@@ -165,10 +170,11 @@ pub fn plan_uninstall(
 ) -> Result<NodePlan, NodeInstallError> {
     let mut plan = NodePlan::default();
     if let Some(before) = &state.containerd_config {
-        let edit = remove_handler(before).map_err(|source| NodeInstallError::Config {
-            path: paths.containerd_config.clone(),
-            source,
-        })?;
+        let edit = match paths.config_form {
+            ConfigForm::Toml => remove_handler(before),
+            ConfigForm::Template { version } => remove_template_handler(before, version),
+        };
+        let edit = config_edit(paths, edit)?;
         if edit.changed() {
             plan.steps.push(match edit.after {
                 Some(after) => NodeStep::WriteContainerdConfig {
@@ -194,6 +200,16 @@ pub fn plan_uninstall(
         });
     }
     Ok(plan)
+}
+
+fn config_edit(
+    paths: &NodePaths,
+    edit: Result<ConfigEdit, EditError>,
+) -> Result<ConfigEdit, NodeInstallError> {
+    edit.map_err(|source| NodeInstallError::Config {
+        path: paths.containerd_config.clone(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -348,7 +364,55 @@ mod tests {
             })
     }
 
+    fn any_template_state() -> impl Strategy<Value = (i64, NodeState)> {
+        (
+            2i64..=3,
+            prop_oneof![
+                Just(None),
+                Just(Some("{{ template \"base\" . }}\n".to_owned())),
+                Just(Some(
+                    "# mine\n{{ template \"base\" . }}\n{{ if .NodeConfig.SELinux }}\n\
+                     # selinux on\n{{ end }}\n"
+                        .to_owned()
+                )),
+            ],
+            any::<bool>(),
+        )
+            .prop_map(|(version, containerd_config, policy_exists)| {
+                let state = NodeState {
+                    containerd_config,
+                    shim: ShimState::Absent,
+                    policy_exists,
+                };
+                (version, state)
+            })
+    }
+
     proptest! {
+        /// On k3s and RKE2 the same holds for the template: installing converges, and
+        /// uninstalling gives the template back (or removes the one the install created).
+        #[test]
+        fn a_template_install_converges_and_uninstall_undoes_it(
+            (version, node) in any_template_state(),
+        ) {
+            let paths = NodePaths {
+                containerd_config: PathBuf::from(
+                    "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl",
+                ),
+                config_form: ConfigForm::Template { version },
+                ..NodePaths::default()
+            };
+            let plan = plan_install(&paths, &node, shim(), 2).unwrap();
+            prop_assert!(plan.restart_containerd);
+            let installed = after(&node, &plan);
+            let template = installed.containerd_config.clone().unwrap();
+            prop_assert!(template.contains("{{ template \"base\" . }}"));
+            prop_assert!(template.contains("SystemdCgroup = {{ .SystemdCgroup }}"));
+            prop_assert!(plan_install(&paths, &installed, shim(), 2).unwrap().is_empty());
+            let removed = after(&installed, &plan_uninstall(&paths, &installed, false).unwrap());
+            prop_assert_eq!(removed.containerd_config, node.containerd_config);
+        }
+
         #[test]
         fn install_converges_and_uninstall_undoes_it(node in any_state(), purge in any::<bool>()) {
             let paths = NodePaths::default();
