@@ -10,6 +10,7 @@ use std::process::Command;
 
 use containix_testkit::fixtures::repo_root;
 
+use containix_core::request::flake_ref::FlakeRef;
 use containix_core::request::policy::{NodePolicy, Realise};
 use serde_json::{Value, json};
 
@@ -75,7 +76,7 @@ fn to_toml(policy: &Value) -> String {
 }
 
 fn parse(policy: &Value) -> Result<NodePolicy, String> {
-    NodePolicy::from_toml(&to_toml(policy), Path::new("/etc/containix/config.toml"))
+    NodePolicy::from_toml(&to_toml(policy), Path::new("/etc/containix/policy.toml"))
         .map_err(|err| err.to_string())
 }
 
@@ -160,8 +161,13 @@ fn every_option_renders_a_key_the_policy_parser_accepts() {
     );
     let policy = parse(&rendered).unwrap();
     assert_eq!(policy.realise, Realise::Build);
-    assert!(policy.check_flake_ref("path:/srv/flakes/app").is_ok());
-    assert!(policy.check_flake_ref("github:other/app").is_err());
+    assert_eq!(
+        policy.allowed_prefix_texts(),
+        ["github:my-org/", "path:/srv/flakes/"]
+    );
+    let flake = |text: &str| FlakeRef::parse(text).unwrap();
+    assert!(policy.check_flake_ref(&flake("github:my-org/app")).is_ok());
+    assert!(policy.check_flake_ref(&flake("github:other/app")).is_err());
     assert_eq!(policy.default_timeout.as_secs(), 30);
     assert_eq!(policy.max_timeout.as_secs(), 300);
     assert_eq!(policy.system, "aarch64-linux");

@@ -86,6 +86,7 @@ fn request(source: Source) -> Request {
         source,
         entrypoint: None,
         timeout: None,
+        namespace: None,
     }
 }
 

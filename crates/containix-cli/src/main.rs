@@ -2,6 +2,7 @@
 
 mod assembly;
 mod base_spec;
+mod cli_policy;
 mod commands;
 mod doctor;
 mod exit_status;
@@ -40,6 +41,8 @@ enum Command {
     Image(commands::image::Args),
     Doctor(commands::doctor::Args),
     Node(commands::node::Args),
+    Policy(commands::policy::Args),
+    Config(commands::config::Args),
     Completions(commands::completions::Args),
 }
 
@@ -54,6 +57,8 @@ fn main() -> ExitCode {
         Command::Image(args) => commands::image::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Node(args) => commands::node::run(args),
+        Command::Policy(args) => commands::policy::run(args),
+        Command::Config(args) => commands::config::run(args),
         Command::Completions(args) => commands::completions::run(args, Cli::command()),
     };
     match result {
@@ -100,8 +105,9 @@ mod tests {
         leaves(&Cli::command(), Vec::new(), &mut all);
         assert_eq!(
             all.len(),
-            10,
-            "resolve, sbom, assemble, run, spec, image empty, doctor, node install|uninstall, completions"
+            12,
+            "resolve, sbom, assemble, run, spec, image empty, doctor, node install|uninstall, \
+             policy check, config show, completions"
         );
         for (words, command) in &all {
             let help = command

@@ -19,7 +19,7 @@ use crate::assemble::plan::{ImageKind, PlanInput, SpecPlan, plan};
 use crate::assemble::store_facts::HostStore;
 use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
 use crate::request::container_request::Request;
-use crate::request::policy::NodePolicy;
+use crate::request::policy::node_policy::NodePolicy;
 use crate::resolve::resolved::Resolved;
 use crate::resolve::{error::ResolveError, resolver::Resolver};
 use crate::store::gc_roots::{GcRootError, GcRoots};
@@ -32,6 +32,11 @@ pub const CONTAINER_NAME_ANNOTATION: &str = "io.kubernetes.cri.container-name";
 
 /// Annotation CRI sets to the pod sandbox id on every container of a pod.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+/// Annotation CRI sets to the pod's Kubernetes namespace on every container of a pod. containerd
+/// writes it after the pod annotations it forwards, so a pod cannot set it; it picks the node
+/// policy's settings for that namespace.
+pub const SANDBOX_NAMESPACE_ANNOTATION: &str = "io.kubernetes.cri.sandbox-namespace";
 
 /// The container name requests use when the runtime gives none (e.g. `ctr run`): only
 /// pod-level annotations apply then.
@@ -160,7 +165,13 @@ pub fn decide(annotations: &BTreeMap<String, String>) -> Result<Decision, Annota
         .get(CONTAINER_NAME_ANNOTATION)
         .map_or(DEFAULT_CONTAINER_NAME, String::as_str);
     Ok(match pod.request_for(name)? {
-        Some(request) => Decision::Prepare(Box::new(request)),
+        Some(mut request) => {
+            request.namespace = annotations
+                .get(SANDBOX_NAMESPACE_ANNOTATION)
+                .filter(|namespace| !namespace.is_empty())
+                .cloned();
+            Decision::Prepare(Box::new(request))
+        }
         None => Decision::Passthrough(PassthroughReason::NoRequest),
     })
 }

@@ -34,10 +34,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
+use crate::request::clipped::{Clipped, Quoted};
 use crate::request::container_request::{
     Entrypoint, EntrypointError, PackageName, PackageNameError, Request, Source,
 };
 use crate::request::duration::{DurationError, format_duration, parse_duration};
+use crate::request::flake_ref::error::Shown;
 use crate::request::flake_ref::{FlakeInstallable, InstallableError};
 use crate::store::store_path::{StorePath, StorePathError};
 
@@ -62,37 +64,40 @@ pub const CONTAINER_KEYS: [&str; 4] = ["flake", "store-paths", "packages", "entr
 #[non_exhaustive]
 pub enum AnnotationError {
     #[error(
-        "unknown annotation `{key}`; valid keys are containix.dev/flake, containix.dev/store-paths, \
+        "unknown annotation `{}`; valid keys are containix.dev/flake, containix.dev/store-paths, \
          containix.dev/packages, containix.dev/entrypoint, containix.dev/timeout, \
          containix.dev/passthrough, and containix.dev/<key>.<container> for flake, store-paths, \
-         packages and entrypoint"
+         packages and entrypoint",
+        Shown(.key)
     )]
     UnknownKey { key: String },
     #[error(
-        "annotation `{key}`: invalid container name {name:?}; expected a DNS label (lower-case \
-         letters, digits and `-`, at most 63 characters)"
+        "annotation `{}`: invalid container name {}; expected a DNS label (lower-case \
+         letters, digits and `-`, at most 63 characters)",
+        Shown(.key),
+        Quoted(.name)
     )]
     InvalidContainerName { key: String, name: String },
     #[error("annotation `{key}`: empty value; expected {expected}")]
     EmptyValue { key: String, expected: &'static str },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     Flake {
         key: String,
         source: InstallableError,
     },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     StorePath { key: String, source: StorePathError },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     Package {
         key: String,
         source: PackageNameError,
     },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     Entrypoint {
         key: String,
         source: EntrypointError,
     },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     Timeout { key: String, source: DurationError },
     #[error(
         "annotations `{first}` and `{second}` both name a source; give exactly one of flake, \
@@ -251,6 +256,7 @@ impl PodAnnotations {
             source: source.clone(),
             entrypoint: entrypoint.cloned(),
             timeout: self.timeout,
+            namespace: None,
         }))
     }
 

@@ -18,6 +18,11 @@ pub struct Request {
     pub entrypoint: Option<Entrypoint>,
     /// The resolution deadline asked for; the node policy caps it.
     pub timeout: Option<Duration>,
+    /// The Kubernetes namespace of the pod, which picks the node policy's per-namespace
+    /// settings. Set only from what the runtime or the kubelet reports (the CRI annotation
+    /// `io.kubernetes.cri.sandbox-namespace`, the CSI pod info), never from `containix.dev/`
+    /// annotations; `None` gets the node-wide settings.
+    pub namespace: Option<String>,
 }
 
 /// Where a container's closure comes from. Exactly one per container.

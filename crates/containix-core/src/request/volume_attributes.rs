@@ -10,16 +10,21 @@
 //!
 //! Exactly one of `flakeRef`, `storePaths` and `packages` is required. Any other attribute is an
 //! error that lists the valid ones, except the `csi.storage.k8s.io/*` keys a kubelet adds when
-//! the driver asks for pod info on mount; those are read into [`PodInfo`] (for GC root names and
-//! log context) and never change what is mounted.
+//! the driver asks for pod info on mount (`podInfoOnMount: true`); those are read into
+//! [`PodInfo`] (for GC root names and log context), and the pod's namespace picks the node
+//! policy's settings for that namespace. The kubelet writes its pod info keys over any a pod
+//! author put in `volumeAttributes`, so with `podInfoOnMount` the namespace cannot be spoofed.
 
 use std::collections::BTreeMap;
 
 use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
+use crate::request::clipped::Clipped;
 use crate::request::container_request::{PackageNameError, Request, Source};
 use crate::request::duration::DurationError;
 use crate::request::flake_ref::InstallableError;
-use crate::request::policy::{NodePolicy, RefNotAllowed};
+use crate::request::flake_ref::error::Shown;
+use crate::request::policy::node_policy::NodePolicy;
+use crate::request::policy::policy_scope::RefNotAllowed;
 use crate::store::store_path::StorePathError;
 
 /// The attribute naming a flake installable.
@@ -53,8 +58,9 @@ const ANNOTATION_KEYS: [(&str, &str); 4] = [
 #[non_exhaustive]
 pub enum VolumeAttributeError {
     #[error(
-        "unknown volume attribute `{attribute}`; valid attributes are flakeRef, storePaths, \
-         packages and timeout (and the csi.storage.k8s.io/* pod info keys)"
+        "unknown volume attribute `{}`; valid attributes are flakeRef, storePaths, \
+         packages and timeout (and the csi.storage.k8s.io/* pod info keys)",
+        Shown(.attribute)
     )]
     Unknown { attribute: String },
     #[error(
@@ -71,30 +77,30 @@ pub enum VolumeAttributeError {
         attribute: String,
         expected: &'static str,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     Flake {
         attribute: String,
         source: InstallableError,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     StorePath {
         attribute: String,
         source: StorePathError,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     Package {
         attribute: String,
         source: PackageNameError,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     Timeout {
         attribute: String,
         source: DurationError,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     NotAllowed {
         attribute: String,
-        source: RefNotAllowed,
+        source: Box<RefNotAllowed>,
     },
     #[error(
         "volume attribute `{attribute}`: this node has no package set configured \
@@ -102,7 +108,7 @@ pub enum VolumeAttributeError {
     )]
     NoPackageSet { attribute: String },
     /// A rule of the annotation parser without an attribute-specific form.
-    #[error("volume attribute `{attribute}`: {message}")]
+    #[error("volume attribute `{}`: {}", Shown(.attribute), Clipped(.message))]
     Invalid { attribute: String, message: String },
 }
 
@@ -179,22 +185,26 @@ impl VolumeAttributes {
             annotations.insert(format!("{PREFIX}{key}"), value.clone());
         }
         let parsed = PodAnnotations::parse(&annotations).map_err(from_annotation_error)?;
-        let request = parsed
+        let mut request = parsed
             .request_for(VOLUME_CONTAINER)
             .map_err(from_annotation_error)?
             .ok_or(VolumeAttributeError::NoSource)?;
+        request.namespace = pod.namespace.clone();
         Ok(Self { request, pod })
     }
 
-    /// Checks the request against the node policy: flake refs must have an allowed prefix and
-    /// `packages` needs a configured package set.
+    /// Checks the request against the node policy's settings for the pod's namespace: flake refs
+    /// must be allowed and `packages` needs a configured package set. The resolver checks the
+    /// flake ref again, the same way; this check only fails early, naming the attribute.
     pub fn check_policy(&self, policy: &NodePolicy) -> Result<(), VolumeAttributeError> {
+        let scope = policy.scope(self.request.namespace.as_deref());
         match &self.request.source {
-            Source::Flake(installable) => policy
-                .check_flake_ref(&installable.flake.to_string())
+            Source::Flake(installable) => scope
+                .check_flake_ref(&installable.flake)
+                .map(|_| ())
                 .map_err(|source| VolumeAttributeError::NotAllowed {
                     attribute: FLAKE_REF.to_owned(),
-                    source,
+                    source: Box::new(source),
                 }),
             Source::Packages(_) if policy.package_set.is_none() => {
                 Err(VolumeAttributeError::NoPackageSet {
@@ -382,7 +392,7 @@ mod tests {
 
     #[test]
     fn policy_refuses_disallowed_prefixes_and_missing_package_sets() {
-        let policy = NodePolicy::from_toml("", Path::new("/etc/containix/config.toml")).unwrap();
+        let policy = NodePolicy::from_toml("", Path::new("/etc/containix/policy.toml")).unwrap();
         let allowed = parse(&[(FLAKE_REF, "github:org/app")]).unwrap();
         assert_eq!(allowed.check_policy(&policy), Ok(()));
         let local = parse(&[(FLAKE_REF, "path:/etc")]).unwrap();

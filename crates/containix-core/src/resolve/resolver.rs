@@ -1,9 +1,11 @@
 //! The resolver: from a typed [`Request`] to a [`Resolved`] closure that is valid in the local
 //! store, held by the daemon until the caller has rooted it.
 //!
-//! - `Source::Flake`: the node policy checks the canonical flake ref, `nix eval` gives the
-//!   derivation and outputs, and the daemon builds (`Realise::Build`) or only substitutes
-//!   (`Realise::Substitute`) them.
+//! - `Source::Flake`: the node policy (the settings of the request's namespace) checks the
+//!   parsed flake ref against its allowed prefixes, resolving local paths on the node; `nix
+//!   eval` gives the derivation and outputs of the ref the policy checked (local paths written
+//!   as resolved), and the daemon builds (`Realise::Build`) or only substitutes
+//!   (`Realise::Substitute`) them, as the namespace's settings allow.
 //! - `Source::StorePaths`: the daemon substitutes whatever is missing; nothing is evaluated or
 //!   built.
 //! - `Source::Packages`: each name is evaluated in the policy's package set and realised like
@@ -28,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::request::container_request::{Request, Source};
 use crate::request::flake_ref::{AttrPath, FlakeInstallable, FlakeRef};
-use crate::request::policy::NodePolicy;
+use crate::request::policy::node_policy::{NodePolicy, Realise};
 use crate::store::daemon::{client::DaemonClient, error::DaemonError};
 use crate::store::gc_roots::{GcRootError, GcRoots};
 use crate::store::store_path::StorePath;
@@ -165,20 +167,32 @@ impl Resolver {
         request: &Request,
         progress: Option<&watch::Sender<ResolveProgress>>,
     ) -> Result<Resolution, ResolveError> {
+        let scope = self.policy.scope(request.namespace.as_deref());
         let run = Run {
             container: &request.container,
-            deadline: Deadline::after(self.policy.effective_timeout(request.timeout)),
+            deadline: Deadline::after(scope.effective_timeout(request.timeout)),
             progress,
         };
+        let realise = scope.realise();
         match &request.source {
             Source::Flake(installable) => {
-                self.policy
-                    .check_flake_ref(&installable.flake.to_nix_arg())
+                let allowed = scope
+                    .check_flake_ref(&installable.flake)
                     .map_err(|source| ResolveError::NotAllowed {
                         container: request.container.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
-                self.resolve_installables(&run, std::slice::from_ref(installable))
+                tracing::debug!(
+                    flake = %installable.flake,
+                    rule = %allowed.rule,
+                    evaluated = %allowed.evaluated,
+                    "flake ref allowed"
+                );
+                let installable = FlakeInstallable {
+                    flake: allowed.evaluated,
+                    attr: installable.attr.clone(),
+                };
+                self.resolve_installables(&run, realise, std::slice::from_ref(&installable))
                     .await
             }
             Source::Packages(names) => {
@@ -206,7 +220,8 @@ impl Resolver {
                         container: request.container.clone(),
                     });
                 }
-                self.resolve_installables(&run, &installables).await
+                self.resolve_installables(&run, realise, &installables)
+                    .await
             }
             Source::StorePaths(paths) => self.resolve_store_paths(&run, paths).await,
         }
@@ -233,6 +248,7 @@ impl Resolver {
     async fn resolve_installables(
         &self,
         run: &Run<'_>,
+        realise: Realise,
         installables: &[FlakeInstallable],
     ) -> Result<Resolution, ResolveError> {
         let mut targets = Vec::with_capacity(installables.len());
@@ -246,8 +262,7 @@ impl Resolver {
         }
         let mut client = self.connect(run).await?;
         for target in &mut targets {
-            let realised =
-                realise::realise_target(&mut client, run, self.policy.realise, target).await?;
+            let realised = realise::realise_target(&mut client, run, realise, target).await?;
             if !realised {
                 // The derivation is gone (collected after evaluation, or a stale cache entry):
                 // evaluate afresh, once.
@@ -257,7 +272,7 @@ impl Resolver {
                 let (evaluation, cached) = self.evaluate(run, &target.installable, false).await?;
                 target.evaluation = evaluation;
                 target.cached = cached;
-                if !realise::realise_target(&mut client, run, self.policy.realise, target).await? {
+                if !realise::realise_target(&mut client, run, realise, target).await? {
                     return Err(ResolveError::Daemon {
                         container: run.container.to_owned(),
                         step: Step::Building(vec![target.evaluation.drv_path.clone()]),

@@ -72,6 +72,7 @@ fn valid_annotations_give_the_expected_requests() {
             source,
             entrypoint,
             timeout: timeout.map(Duration::from_secs),
+            namespace: None,
         });
         assert_eq!(
             request(&pairs, container),
