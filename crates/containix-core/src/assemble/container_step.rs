@@ -418,6 +418,32 @@ mod tests {
             panic!("expected a request")
         };
         assert_eq!(request.container, DEFAULT_CONTAINER_NAME);
+        assert_eq!(request.namespace, None);
+    }
+
+    #[test]
+    fn the_namespace_comes_from_the_runtime_s_annotation_only() {
+        let pod = annotations(&[
+            (CONTAINER_TYPE_ANNOTATION, "container"),
+            (SANDBOX_NAMESPACE_ANNOTATION, "team-a"),
+            FLAKE,
+        ]);
+        let Decision::Prepare(request) = decide(&pod).unwrap() else {
+            panic!("expected a request")
+        };
+        assert_eq!(request.namespace.as_deref(), Some("team-a"));
+        let empty = annotations(&[(SANDBOX_NAMESPACE_ANNOTATION, ""), FLAKE]);
+        let Decision::Prepare(request) = decide(&empty).unwrap() else {
+            panic!("expected a request")
+        };
+        assert_eq!(request.namespace, None);
+        // A pod cannot name one through the annotations containix reads.
+        let spoof = annotations(&[FLAKE, ("containix.dev/namespace", "kube-system")]);
+        let err = decide(&spoof).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown annotation `containix.dev/namespace`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@
 //! - Package names are Nix attribute names (`curl`, `python3Packages.numpy`); an entry point
 //!   is an absolute path without `.`/`..` segments or a bare program name without `/`.
 //! - Values are trimmed of surrounding whitespace (YAML block scalars end in a newline); lists
-//!   are separated by whitespace or commas; duplicates are dropped, order is kept.
+//!   are separated by whitespace or commas; duplicates are dropped, order is kept. A value longer
+//!   than [`MAX_VALUE_BYTES`] is refused.
+//! - No annotation names the pod's Kubernetes namespace: the node policy's per-namespace
+//!   settings follow the namespace the runtime reports (`containix.dev/namespace` is an
+//!   unknown key like any other).
 //!
 //! Every [`AnnotationError`] names the annotation key and what was expected; its `Display` is
 //! meant to follow `containix: ` in a pod event.
@@ -56,6 +60,10 @@ pub const POD_KEYS: [&str; 6] = [
     "passthrough",
 ];
 
+/// The longest value of a `containix.dev/` annotation, in bytes (Kubernetes allows 256 KiB for
+/// all of a pod's annotations together).
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
 /// The keys that may be given per container as `<key>.<container>`.
 pub const CONTAINER_KEYS: [&str; 4] = ["flake", "store-paths", "packages", "entrypoint"];
 
@@ -78,6 +86,11 @@ pub enum AnnotationError {
         Quoted(.name)
     )]
     InvalidContainerName { key: String, name: String },
+    #[error(
+        "annotation `{}`: the value is {len} bytes long; at most {MAX_VALUE_BYTES} are accepted",
+        Shown(.key)
+    )]
+    ValueTooLong { key: String, len: usize },
     #[error("annotation `{key}`: empty value; expected {expected}")]
     EmptyValue { key: String, expected: &'static str },
     #[error("annotation `{key}`: {}", Clipped(.source))]
@@ -153,6 +166,12 @@ impl PodAnnotations {
             let Some(name) = key.strip_prefix(PREFIX) else {
                 continue;
             };
+            if value.len() > MAX_VALUE_BYTES {
+                return Err(AnnotationError::ValueTooLong {
+                    key: key.clone(),
+                    len: value.len(),
+                });
+            }
             let value = value.trim();
             let (base, container) = match name.split_once('.') {
                 Some((base, container)) if CONTAINER_KEYS.contains(&base) => {

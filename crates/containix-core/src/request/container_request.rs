@@ -69,13 +69,21 @@ pub enum EntrypointError {
     RelativePath(String),
     #[error("entrypoint {0:?} starts with `-`; expected a program name or an absolute path")]
     LeadingDash(String),
+    #[error("entrypoint is {0} bytes long; at most {MAX_ENTRYPOINT_BYTES} are accepted")]
+    TooLong(usize),
 }
+
+/// The longest entry point accepted (`PATH_MAX` on Linux).
+pub const MAX_ENTRYPOINT_BYTES: usize = 4096;
 
 impl Entrypoint {
     /// Parses `/bin/app` (a path) or `app` (a program name).
     pub fn parse(text: &str) -> Result<Self, EntrypointError> {
         if text.is_empty() {
             return Err(EntrypointError::Empty);
+        }
+        if text.len() > MAX_ENTRYPOINT_BYTES {
+            return Err(EntrypointError::TooLong(text.len()));
         }
         if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(EntrypointError::BadCharacter(text.to_owned()));

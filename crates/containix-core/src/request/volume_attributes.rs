@@ -282,6 +282,7 @@ fn from_annotation_error(error: AnnotationError) -> VolumeAttributeError {
         other => {
             let attribute = match &other {
                 AnnotationError::InvalidContainerName { key, .. }
+                | AnnotationError::ValueTooLong { key, .. }
                 | AnnotationError::PassthroughConflict { key, .. }
                 | AnnotationError::EntrypointWithoutSource { key, .. } => attribute_of(key),
                 _ => String::from("volumeAttributes"),
@@ -407,5 +408,87 @@ mod tests {
         assert_eq!(err.attribute(), Some(PACKAGES));
         let paths = parse(&[(STORE_PATHS, APP)]).unwrap();
         assert_eq!(paths.check_policy(&policy), Ok(()));
+    }
+
+    /// The CSI volume attribute surface against hostile values (issue: adversarial inputs):
+    /// every row refused naming the attribute, in one short line, or proven harmless.
+    #[test]
+    fn hostile_volume_attributes_are_refused_naming_the_attribute_or_are_harmless() {
+        let policy = NodePolicy::from_toml(
+            "[namespaces.team-a]\nallowed-flake-prefixes = [\"github:team-a/\"]\n",
+            Path::new("/etc/containix/policy.toml"),
+        )
+        .unwrap();
+        let mib = "a".repeat(1 << 20);
+        let big_flake = format!("github:{mib}/r");
+        let dotdot = format!("{APP}/../../etc");
+        #[rustfmt::skip]
+        let refused: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+            (vec![(FLAKE_REF, "-x")], FLAKE_REF, "starts with `-`"),
+            (vec![(FLAKE_REF, "--option")], FLAKE_REF, "starts with `-`"),
+            (vec![(FLAKE_REF, "github:o/r\0")], FLAKE_REF, "character '\\0'"),
+            (vec![(FLAKE_REF, "github:o/\nr")], FLAKE_REF, "character '\\n'"),
+            (vec![(FLAKE_REF, &big_flake)], FLAKE_REF, "bytes long; at most 65536"),
+            (vec![(FLAKE_REF, "github:o/r?dir=../..")], FLAKE_REF, "invalid dir `../..`"),
+            (vec![(FLAKE_REF, "GITHUB:o/r")], FLAKE_REF, "unknown scheme"),
+            (vec![(FLAKE_REF, "flake:nixpkgs")], FLAKE_REF, "no rule allows `flake:` refs"),
+            (vec![(FLAKE_REF, "nixpkgs")], FLAKE_REF, "no rule allows `flake:` refs"),
+            (vec![(FLAKE_REF, "github:o/r?host=evil.example")], FLAKE_REF, "allows host github.com, not evil.example"),
+            (vec![(FLAKE_REF, "path:/nix/store/../../etc")], FLAKE_REF, "no rule allows `path:` refs"),
+            (vec![(FLAKE_REF, "github:other/r"), ("csi.storage.k8s.io/pod.namespace", "team-a")], FLAKE_REF, "for namespace `team-a`"),
+            (vec![(STORE_PATHS, "/nix/store/../etc")], STORE_PATHS, "store path"),
+            (vec![(STORE_PATHS, &dotdot)], STORE_PATHS, "names a file inside a store path"),
+            (vec![(STORE_PATHS, "--option")], STORE_PATHS, "not under /nix/store/"),
+            (vec![(PACKAGES, "--option")], PACKAGES, "invalid package name"),
+            (vec![(PACKAGES, "curl")], PACKAGES, "no package set"),
+            (vec![(STORE_PATHS, APP), (TIMEOUT, "1s\0")], TIMEOUT, "duration"),
+            (vec![(STORE_PATHS, APP), ("flakeref", "github:o/r")], "flakeref", "unknown volume attribute"),
+            (vec![(STORE_PATHS, APP), ("--option", "x")], "--option", "unknown volume attribute"),
+            (vec![(STORE_PATHS, APP), ("", "x")], "", "unknown volume attribute ``"),
+            (vec![(STORE_PATHS, APP), (&mib, "x")], "aaaa", "unknown volume attribute"),
+            (vec![(STORE_PATHS, APP), ("containix.dev/flake", "github:o/r")], "containix.dev/flake", "unknown volume attribute"),
+        ];
+        for (pairs, attribute, needle) in refused {
+            let shown: String = format!("{pairs:?}").chars().take(80).collect();
+            let err = match parse(&pairs) {
+                Err(err) => err,
+                Ok(parsed) => parsed.check_policy(&policy).expect_err(&shown),
+            };
+            let message = err.to_string();
+            assert!(message.contains(needle), "{shown}: {message}");
+            assert!(
+                message.contains(&format!("`{attribute}")),
+                "{shown}: {message}"
+            );
+            assert!(message.len() < 1500, "{shown}: {} bytes", message.len());
+            assert!(
+                !message.chars().any(char::is_control),
+                "{shown}: {message:?}"
+            );
+        }
+        // Harmless: surrounding whitespace is trimmed; pod info is only read; an unknown or
+        // malformed namespace gets the node-wide settings.
+        let parsed = parse(&[(FLAKE_REF, " github:o/r\n")]).unwrap();
+        assert_eq!(
+            parsed.request.source,
+            Source::Flake("github:o/r".parse().unwrap())
+        );
+        assert_eq!(parsed.check_policy(&policy), Ok(()));
+        for namespace in ["team-b", "team-a\0", &mib, "kube-system\n--option"] {
+            let parsed = parse(&[
+                (FLAKE_REF, "github:other/r"),
+                ("csi.storage.k8s.io/pod.namespace", namespace),
+                ("csi.storage.k8s.io/pod.name", namespace),
+            ])
+            .unwrap();
+            assert_eq!(parsed.check_policy(&policy), Ok(()), "{:.40}", namespace);
+        }
+        let trimmed = parse(&[
+            (FLAKE_REF, "github:team-a/r"),
+            ("csi.storage.k8s.io/pod.namespace", " team-a\n"),
+        ])
+        .unwrap();
+        assert_eq!(trimmed.request.namespace.as_deref(), Some("team-a"));
+        assert_eq!(trimmed.check_policy(&policy), Ok(()));
     }
 }
