@@ -482,6 +482,17 @@ async fn the_allow_list_matches_the_fetched_source_and_scopes_namespaces_through
     let (code, log) = pod.run_to_exit(&app()).await;
     assert_eq!(code, 0, "{}", log.stderr());
     assert!(log.stdout().contains("Hello from containix!"), "{log:?}");
+    // Under /nix the container sees the closure's store paths and nothing else: no /nix/var, so
+    // no daemon socket, GC roots or database of the node.
+    let busybox = busybox_of(&hello);
+    let look = ContainerSpec::new("look", EMPTY_IMAGE_NAME).command([
+        busybox.as_str(),
+        "sh",
+        "-c",
+        "ls -A /nix; test ! -e /nix/var && test ! -e /nix/var/nix/daemon-socket/socket",
+    ]);
+    let (code, log) = pod.run_to_exit(&look).await;
+    assert_eq!((code, log.stdout()), (0, "store".to_owned()), "{log:?}");
     pod.remove().await;
     eventually("containix state to be released", async || {
         containix_leftovers(&node).is_empty()

@@ -423,30 +423,110 @@ mod tests {
         let big_flake = format!("github:{mib}/r");
         let dotdot = format!("{APP}/../../etc");
         #[rustfmt::skip]
-        let refused: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+        type Row<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+        let refused: Vec<Row<'_>> = vec![
             (vec![(FLAKE_REF, "-x")], FLAKE_REF, "starts with `-`"),
             (vec![(FLAKE_REF, "--option")], FLAKE_REF, "starts with `-`"),
-            (vec![(FLAKE_REF, "github:o/r\0")], FLAKE_REF, "character '\\0'"),
-            (vec![(FLAKE_REF, "github:o/\nr")], FLAKE_REF, "character '\\n'"),
-            (vec![(FLAKE_REF, &big_flake)], FLAKE_REF, "bytes long; at most 65536"),
-            (vec![(FLAKE_REF, "github:o/r?dir=../..")], FLAKE_REF, "invalid dir `../..`"),
+            (
+                vec![(FLAKE_REF, "github:o/r\0")],
+                FLAKE_REF,
+                "character '\\0'",
+            ),
+            (
+                vec![(FLAKE_REF, "github:o/\nr")],
+                FLAKE_REF,
+                "character '\\n'",
+            ),
+            (
+                vec![(FLAKE_REF, &big_flake)],
+                FLAKE_REF,
+                "bytes long; at most 65536",
+            ),
+            (
+                vec![(FLAKE_REF, "github:o/r?dir=../..")],
+                FLAKE_REF,
+                "invalid dir `../..`",
+            ),
             (vec![(FLAKE_REF, "GITHUB:o/r")], FLAKE_REF, "unknown scheme"),
-            (vec![(FLAKE_REF, "flake:nixpkgs")], FLAKE_REF, "no rule allows `flake:` refs"),
-            (vec![(FLAKE_REF, "nixpkgs")], FLAKE_REF, "no rule allows `flake:` refs"),
-            (vec![(FLAKE_REF, "github:o/r?host=evil.example")], FLAKE_REF, "allows host github.com, not evil.example"),
-            (vec![(FLAKE_REF, "path:/nix/store/../../etc")], FLAKE_REF, "no rule allows `path:` refs"),
-            (vec![(FLAKE_REF, "github:other/r"), ("csi.storage.k8s.io/pod.namespace", "team-a")], FLAKE_REF, "for namespace `team-a`"),
-            (vec![(STORE_PATHS, "/nix/store/../etc")], STORE_PATHS, "store path"),
-            (vec![(STORE_PATHS, &dotdot)], STORE_PATHS, "names a file inside a store path"),
-            (vec![(STORE_PATHS, "--option")], STORE_PATHS, "not under /nix/store/"),
-            (vec![(PACKAGES, "--option")], PACKAGES, "invalid package name"),
+            (
+                vec![(FLAKE_REF, "flake:nixpkgs")],
+                FLAKE_REF,
+                "no rule allows `flake:` refs",
+            ),
+            (
+                vec![(FLAKE_REF, "nixpkgs")],
+                FLAKE_REF,
+                "no rule allows `flake:` refs",
+            ),
+            (
+                vec![(FLAKE_REF, "github:o/r?host=evil.example")],
+                FLAKE_REF,
+                "allows host github.com, not evil.example",
+            ),
+            (
+                vec![(FLAKE_REF, "path:/nix/store/../../etc")],
+                FLAKE_REF,
+                "no rule allows `path:` refs",
+            ),
+            (
+                vec![
+                    (FLAKE_REF, "github:other/r"),
+                    ("csi.storage.k8s.io/pod.namespace", "team-a"),
+                ],
+                FLAKE_REF,
+                "for namespace `team-a`",
+            ),
+            (
+                vec![(STORE_PATHS, "/nix/store/../etc")],
+                STORE_PATHS,
+                "store path",
+            ),
+            (
+                vec![(STORE_PATHS, &dotdot)],
+                STORE_PATHS,
+                "names a file inside a store path",
+            ),
+            (
+                vec![(STORE_PATHS, "--option")],
+                STORE_PATHS,
+                "not under /nix/store/",
+            ),
+            (
+                vec![(PACKAGES, "--option")],
+                PACKAGES,
+                "invalid package name",
+            ),
             (vec![(PACKAGES, "curl")], PACKAGES, "no package set"),
-            (vec![(STORE_PATHS, APP), (TIMEOUT, "1s\0")], TIMEOUT, "duration"),
-            (vec![(STORE_PATHS, APP), ("flakeref", "github:o/r")], "flakeref", "unknown volume attribute"),
-            (vec![(STORE_PATHS, APP), ("--option", "x")], "--option", "unknown volume attribute"),
-            (vec![(STORE_PATHS, APP), ("", "x")], "", "unknown volume attribute ``"),
-            (vec![(STORE_PATHS, APP), (&mib, "x")], "aaaa", "unknown volume attribute"),
-            (vec![(STORE_PATHS, APP), ("containix.dev/flake", "github:o/r")], "containix.dev/flake", "unknown volume attribute"),
+            (
+                vec![(STORE_PATHS, APP), (TIMEOUT, "1s\0")],
+                TIMEOUT,
+                "duration",
+            ),
+            (
+                vec![(STORE_PATHS, APP), ("flakeref", "github:o/r")],
+                "flakeref",
+                "unknown volume attribute",
+            ),
+            (
+                vec![(STORE_PATHS, APP), ("--option", "x")],
+                "--option",
+                "unknown volume attribute",
+            ),
+            (
+                vec![(STORE_PATHS, APP), ("", "x")],
+                "",
+                "unknown volume attribute ``",
+            ),
+            (
+                vec![(STORE_PATHS, APP), (&mib, "x")],
+                "aaaa",
+                "unknown volume attribute",
+            ),
+            (
+                vec![(STORE_PATHS, APP), ("containix.dev/flake", "github:o/r")],
+                "containix.dev/flake",
+                "unknown volume attribute",
+            ),
         ];
         for (pairs, attribute, needle) in refused {
             let shown: String = format!("{pairs:?}").chars().take(80).collect();

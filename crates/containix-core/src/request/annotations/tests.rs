@@ -292,7 +292,7 @@ enum Expect {
     /// Parsed, then refused by the built-in node policy with this text.
     RefusedByPolicy(&'static str),
     /// Harmless: parsed to exactly this source.
-    Parses(Source),
+    Parses(Box<Source>),
 }
 
 /// The pod annotation surface against hostile values (issue: adversarial inputs). Every row is
@@ -335,21 +335,21 @@ fn hostile_annotations_are_refused_naming_the_key_or_are_harmless() {
         ("containix.dev/flake", "path:/nix/store/../../etc", Expect::RefusedByPolicy("no rule allows `path:` refs")),
         ("containix.dev/flake", "/etc", Expect::RefusedByPolicy("no rule allows `path:` refs")),
         ("containix.dev/flake", "git+https://github.com/o/../../evil/r", Expect::RefusedByPolicy("`..` segment")),
-        ("containix.dev/flake", " github:o/r\n", Expect::Parses(flake("github:o/r"))),
-        ("containix.dev/flake", "\tgithub:o/r ", Expect::Parses(flake("github:o/r"))),
+        ("containix.dev/flake", " github:o/r\n", Expect::Parses(Box::new(flake("github:o/r")))),
+        ("containix.dev/flake", "\tgithub:o/r ", Expect::Parses(Box::new(flake("github:o/r")))),
         ("containix.dev/store-paths", "/nix/store/../etc", Expect::Refused("store path")),
         ("containix.dev/store-paths", &dotdot, Expect::Refused("names a file inside a store path")),
         ("containix.dev/store-paths", "--option", Expect::Refused("is not under /nix/store/")),
         ("containix.dev/store-paths", "-/nix/store/x", Expect::Refused("is not under /nix/store/")),
         ("containix.dev/store-paths", &nul_path, Expect::Refused("store path")),
         ("containix.dev/store-paths", &big_paths, Expect::Refused("bytes long; at most 65536")),
-        ("containix.dev/store-paths", &two, Expect::Parses(store(&[APP, LIB]))),
+        ("containix.dev/store-paths", &two, Expect::Parses(Box::new(store(&[APP, LIB])))),
         ("containix.dev/packages", "--option", Expect::Refused("invalid package name \"--option\"")),
         ("containix.dev/packages", "-x", Expect::Refused("invalid package name")),
         ("containix.dev/packages", "curl;rm", Expect::Refused("invalid package name")),
         ("containix.dev/packages", "$(id)", Expect::Refused("invalid package name")),
         ("containix.dev/packages", "curl\0", Expect::Refused("invalid package name")),
-        ("containix.dev/packages", "curl\njq", Expect::Parses(packages(&["curl", "jq"]))),
+        ("containix.dev/packages", "curl\njq", Expect::Parses(Box::new(packages(&["curl", "jq"])))),
         ("containix.dev/entrypoint", "-rf", Expect::Refused("starts with `-`")),
         ("containix.dev/entrypoint", "--option", Expect::Refused("starts with `-`")),
         ("containix.dev/entrypoint", "/bin/../etc/passwd", Expect::Refused("`..` segment")),
@@ -397,7 +397,7 @@ fn hostile_annotations_are_refused_naming_the_key_or_are_harmless() {
             }
             (Ok(parsed), Expect::Parses(source)) => {
                 let request = parsed.request_for("app").unwrap().unwrap();
-                assert_eq!(&request.source, source, "{shown}");
+                assert_eq!(&request.source, source.as_ref(), "{shown}");
                 assert_eq!(request.namespace, None, "{shown}");
                 continue;
             }

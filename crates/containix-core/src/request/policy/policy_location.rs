@@ -16,7 +16,7 @@ use super::policy_file::PolicyError;
 /// Where the policy file lives unless a flag or `CONTAINIX_CONFIG` names another.
 pub const DEFAULT_POLICY_PATH: &str = "/etc/containix/policy.toml";
 
-/// Where the policy file lived before 0.2; read (with a warning) when the default is absent.
+/// Where containix 0.1 kept the policy file; read (with a warning) when the default is absent.
 pub const LEGACY_POLICY_PATH: &str = "/etc/containix/config.toml";
 
 /// Environment variable naming another policy file (tests use it).
