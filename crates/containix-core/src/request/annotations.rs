@@ -26,7 +26,7 @@
 //!   is an absolute path without `.`/`..` segments or a bare program name without `/`.
 //! - Values are trimmed of surrounding whitespace (YAML block scalars end in a newline); lists
 //!   are separated by whitespace or commas; duplicates are dropped, order is kept. A value longer
-//!   than [`MAX_VALUE_BYTES`] is refused.
+//!   than [`MAX_VALUE_BYTES`] is refused, as is a source whose canonical form would be.
 //! - No annotation names the pod's Kubernetes namespace: the node policy's per-namespace
 //!   settings follow the namespace the runtime reports (`containix.dev/namespace` is an
 //!   unknown key like any other).
@@ -194,6 +194,14 @@ impl PodAnnotations {
             match base {
                 "flake" | "store-paths" | "packages" => {
                     let source = parse_source(key, base, value)?;
+                    // The canonical form may be longer (percent-encoding); it must parse again.
+                    let canonical = source_annotation(&source).1.len();
+                    if canonical > MAX_VALUE_BYTES {
+                        return Err(AnnotationError::ValueTooLong {
+                            key: key.clone(),
+                            len: canonical,
+                        });
+                    }
                     if let Some((first, _)) = &settings.source {
                         return Err(AnnotationError::ConflictingSources {
                             first: first.clone(),

@@ -409,6 +409,11 @@ fn hostile_annotations_are_refused_naming_the_key_or_are_harmless() {
             "{shown}: a control character in {message:?}"
         );
     }
+    // A value under the limit whose canonical form is over it is refused too, so that whatever
+    // parses also parses in canonical form.
+    let quotes = format!("path:/{}", "\"".repeat(MAX_VALUE_BYTES / 2));
+    let err = PodAnnotations::parse(&map(&[("containix.dev/flake", &quotes)])).unwrap_err();
+    assert!(matches!(err, AnnotationError::ValueTooLong { .. }), "{err}");
     // Annotations outside containix.dev/, even the runtime's own keys, are not read.
     let spoof = map(&[
         ("containix.dev/flake", "github:o/r"),

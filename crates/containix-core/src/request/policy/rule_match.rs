@@ -144,7 +144,7 @@ pub fn match_rules(rules: &[FlakeRule], flake: &FlakeRef, host: &dyn HostPaths) 
                     .collect();
                 return result;
             }
-            match resolve_local(flake, scheme, &path, bare, host, &folders) {
+            match resolve_local(flake, scheme, &path, bare, host, &folders).and_then(nameable) {
                 Ok(resolved) => resolved,
                 Err(Unresolved::Problem(problem)) => {
                     result.problem = Some(problem);
@@ -289,6 +289,17 @@ fn resolve_local(
         },
         evaluated,
     ))
+}
+
+/// A resolved ref must be one a flake ref can name (a resolved path may hold whitespace, which
+/// flake refs refuse): it must parse back from its printed form.
+fn nameable((origin, evaluated): (Origin, FlakeRef)) -> Result<(Origin, FlakeRef), Unresolved> {
+    match FlakeRef::parse(&evaluated.to_string()) {
+        Ok(reparsed) if reparsed == evaluated => Ok((origin, evaluated)),
+        _ => Err(Unresolved::Problem(format!(
+            "{origin} cannot be named by a flake ref (whitespace or control characters)"
+        ))),
+    }
 }
 
 /// A rule's folder as the node resolves it (as written when it does not exist).

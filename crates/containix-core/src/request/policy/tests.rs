@@ -199,6 +199,16 @@ fn symlinks_are_resolved_before_the_folder_is_compared() {
         "{err}"
     );
 
+    // A link to a folder a flake ref cannot name (whitespace) is refused, not mangled.
+    std::fs::create_dir(root.join("srv/flakes/with space")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("srv/flakes/with space"),
+        root.join("srv/flakes/spaced"),
+    )
+    .unwrap();
+    let err = refusal(&policy, &format!("path:{}", node.at("srv/flakes/spaced")));
+    assert!(err.contains("cannot be named by a flake ref"), "{err}");
+
     // A rule whose folder is itself a link compares against the folder it points to.
     std::os::unix::fs::symlink(root.join("srv/flakes"), root.join("flakes-link")).unwrap();
     let linked = parse(&format!(
