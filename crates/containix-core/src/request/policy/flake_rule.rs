@@ -11,8 +11,8 @@
 //! | `git+https:` | Git over HTTPS from any host |
 //! | `git+https://git.example.com/team/` | Git over HTTPS from that host, paths under `/team/` |
 //! | `git+ssh://git@host/team/` | Git over SSH as user `git` (any user when none is given) |
-//! | `https:` (`http:`) | tarballs and files over HTTPS (HTTP) from any host; `https://host/dir/` narrows it |
-//! | `tarball+https:`, `file+https:`, ... | only that kind |
+//! | `https:`, `tarball+https:` (`http:`, `tarball+http:`) | tarballs over HTTPS (HTTP) from any host; `https://host/dir/` narrows it |
+//! | `file+https:` (`file+http:`) | single files over HTTPS (HTTP) |
 //! | `path:/srv/flakes` | anything on the node inside that folder: `path:`, bare paths, `git+file:` repositories and `file:` archives |
 //! | `git+file:///srv/repos` | Git repositories inside that folder |
 //! | `file:///srv/archives` | archives and files inside that folder (`tarball+file:`, `file+file:` narrow it) |
@@ -163,8 +163,9 @@ impl FlakeRule {
             "git+https" => remote_rule(&["git+https"], "https", rest)?,
             "git+http" => remote_rule(&["git+http"], "http", rest)?,
             "git+ssh" => remote_rule(&["git+ssh"], "ssh", rest)?,
-            "https" => remote_rule(&["tarball+https", "file+https"], "https", rest)?,
-            "http" => remote_rule(&["tarball+http", "file+http"], "http", rest)?,
+            // `https://host/x.tar.gz` is a tarball: the plain scheme names what its refs name.
+            "https" => remote_rule(&["tarball+https"], "https", rest)?,
+            "http" => remote_rule(&["tarball+http"], "http", rest)?,
             "tarball+https" => remote_rule(&["tarball+https"], "https", rest)?,
             "tarball+http" => remote_rule(&["tarball+http"], "http", rest)?,
             "file+https" => remote_rule(&["file+https"], "https", rest)?,
@@ -434,7 +435,7 @@ mod tests {
         assert_eq!(
             kind("https:"),
             RuleKind::Remote {
-                schemes: &["tarball+https", "file+https"],
+                schemes: &["tarball+https"],
                 authority: None,
                 path: vec![],
             }

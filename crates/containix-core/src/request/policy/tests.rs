@@ -88,7 +88,6 @@ fn defaults_allow_remote_sources_at_their_usual_hosts_only() {
         "git+https://example.com/app",
         "https://example.com/app.tar.gz",
         "tarball+https://example.com/app",
-        "file+https://example.com/flake.nix",
         "github:org/app?host=GitHub.com",
     ] {
         assert!(check(&policy, allowed).is_ok(), "{allowed}");
@@ -102,6 +101,7 @@ fn defaults_allow_remote_sources_at_their_usual_hosts_only() {
         "git+ssh://git@github.com/org/app",
         "git+http://example.com/app",
         "http://example.com/app.tar.gz",
+        "file+https://example.com/flake.nix",
         "flake:nixpkgs",
         "nixpkgs",
     ] {
@@ -292,7 +292,7 @@ fn forge_and_url_rules_compare_whole_segments_hosts_and_ports() {
         "git+https://GIT.example.com:443/team/app?ref=main",
         "git+ssh://git@ssh.example.com/team/app",
         "https://dl.example.com/releases/app.tar.gz",
-        "file+https://dl.example.com/releases/flake.nix",
+        "tarball+https://dl.example.com/releases/latest",
         "flake:nixpkgs",
         "nixpkgs/nixos-24.05",
     ] {
@@ -353,6 +353,10 @@ fn forge_and_url_rules_compare_whole_segments_hosts_and_ports() {
         (
             "git+http://git.example.com/team/app",
             "no rule allows `git+http:` refs",
+        ),
+        (
+            "file+https://dl.example.com/releases/flake.nix",
+            "no rule allows `file+https:` refs",
         ),
     ] {
         let err = refusal(&policy, refused);
