@@ -1,5 +1,5 @@
 # NixOS module: a containix node. Installs the binaries, writes the node policy to
-# /etc/containix/config.toml, registers the `containix` runtime handler with the NixOS containerd
+# /etc/containix/policy.toml, registers the `containix` runtime handler with the NixOS containerd
 # service, and optionally runs the CSI node plugin. docs/nixos.md documents every option.
 {
   config,
@@ -14,7 +14,7 @@ let
   policy = import ./policy.nix;
   toml = pkgs.formats.toml { };
 
-  policyFile = toml.generate "containix-config.toml" (
+  policyFile = toml.generate "containix-policy.toml" (
     policy.render {
       values = lib.getAttrs (builtins.attrNames policy.keys) cfg;
       inherit (cfg) extraPolicy;
@@ -51,7 +51,7 @@ in
       description = "The containix package: the `containix` CLI, the containerd shim `containerd-shim-containix-v1` and `containix-csi`.";
     };
 
-    # Node policy: one option per key of /etc/containix/config.toml (nix/policy.nix maps them).
+    # Node policy: one option per key of /etc/containix/policy.toml (nix/policy.nix maps them).
 
     allowedFlakePrefixes = mkOption {
       type = types.listOf types.nonEmptyStr;
@@ -61,10 +61,12 @@ in
         "path:/srv/flakes/"
       ];
       description = ''
-        Policy key `allowed-flake-prefixes`: canonical flake ref prefixes pods may use. A ref is
-        allowed when its canonical form starts with one of them. Local refs (`path:`, `git+file:`,
-        `file:`) are refused unless listed, because evaluating a local path copies that host
-        directory into the world-readable store.
+        Policy key `allowed-flake-prefixes`: where pods may fetch flakes from. Each entry is a rule
+        matched against the parsed ref as Nix will fetch it (scheme, host including a forge's
+        `?host=`, then owner, repository, URL path or folder as whole segments; local folders with
+        symlinks and `..` resolved). Local refs (`path:`, `git+file:`, `file:`) are refused unless
+        listed, because evaluating a local path copies that host directory into the world-readable
+        store. docs/policy.md lists every rule form.
       '';
     };
 
@@ -144,12 +146,60 @@ in
       '';
     };
 
+    namespaces = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            allowedFlakePrefixes = mkOption {
+              type = types.nullOr (types.listOf types.nonEmptyStr);
+              default = null;
+              description = "Replaces `allowedFlakePrefixes` for this namespace's pods; `null` keeps the node-wide list.";
+            };
+            realise = mkOption {
+              type = types.nullOr (
+                types.enum [
+                  "substitute"
+                  "build"
+                ]
+              );
+              default = null;
+              description = "Replaces `realise` for this namespace's pods; `null` keeps the node-wide value.";
+            };
+            defaultTimeout = mkOption {
+              type = types.nullOr duration;
+              default = null;
+              description = "Replaces `defaultTimeout` for this namespace's pods.";
+            };
+            maxTimeout = mkOption {
+              type = types.nullOr duration;
+              default = null;
+              description = "Replaces `maxTimeout` for this namespace's pods.";
+            };
+          };
+        }
+      );
+      default = policy.defaults.namespaces;
+      example = lib.literalExpression ''
+        {
+          team-a = {
+            allowedFlakePrefixes = [ "github:team-a/" ];
+            realise = "build";
+          };
+        }
+      '';
+      description = ''
+        Policy tables `[namespaces.<name>]`: per Kubernetes namespace, the allowed prefixes, realise
+        mode and deadlines its pods get instead of the node-wide ones. The namespace is the one the
+        container runtime (CRI) or the kubelet (CSI pod info) reports; pods cannot choose it.
+      '';
+    };
+
     extraPolicy = mkOption {
       type = toml.type;
       default = { };
       example = lib.literalExpression ''{ some-newer-key = "value"; }'';
       description = ''
-        Keys written verbatim into /etc/containix/config.toml, for policy keys newer than this
+        Keys written verbatim into /etc/containix/policy.toml, for policy keys newer than this
         module. containix refuses a policy file with a key it does not know, and setting a key that
         one of the options above writes is an evaluation error.
       '';
@@ -230,7 +280,7 @@ in
           pkgs.runc
         ];
 
-        environment.etc."containix/config.toml".source = policyFile;
+        environment.etc."containix/policy.toml".source = policyFile;
 
         systemd.tmpfiles.rules = [ "d ${cfg.stateDir} 0755 root root -" ];
 
@@ -291,7 +341,7 @@ in
                 "--endpoint"
                 cfg.csi.endpoint
                 "--config"
-                "/etc/containix/config.toml"
+                "/etc/containix/policy.toml"
                 "--log-level"
                 cfg.csi.logLevel
               ]

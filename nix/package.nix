@@ -19,7 +19,7 @@ rustPlatform.buildRustPackage {
   inherit (workspace.workspace.package) version;
 
   # Only what cargo reads: every workspace member's manifest and sources, plus the files unit
-  # tests open (deploy/node/config.toml) and the example flakes the testkit embeds.
+  # tests open (deploy/node/policy.toml) and the example flakes the testkit embeds.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [

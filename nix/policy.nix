@@ -1,4 +1,4 @@
-# The containix node policy (/etc/containix/config.toml) as data: which module option writes which
+# The containix node policy (/etc/containix/policy.toml) as data: which module option writes which
 # policy key, the defaults containix itself applies, and the function that turns option values into
 # the attribute set rendered as TOML.
 #
@@ -17,6 +17,15 @@ let
     stateDir = "state-dir";
     nixCommand = "nix-command";
     packageSet = "package-set";
+    namespaces = "namespaces";
+  };
+
+  # The settings a namespace may override ([namespaces.<name>] tables): option -> key.
+  namespaceKeys = {
+    allowedFlakePrefixes = "allowed-flake-prefixes";
+    realise = "realise";
+    defaultTimeout = "default-timeout";
+    maxTimeout = "max-timeout";
   };
 
   # What containix uses when a key is absent (NodePolicy::default). `system` is the machine's own
@@ -38,20 +47,33 @@ let
     stateDir = "/var/lib/containix";
     nixCommand = "nix";
     packageSet = null;
+    namespaces = { };
   };
+
+  # Option values with names in `names` (null: leave the key out) -> an attribute set of keys.
+  renderKeys =
+    names: values:
+    builtins.listToAttrs (
+      map (name: {
+        name = names.${name};
+        value = values.${name};
+      }) (builtins.filter (name: (values.${name} or null) != null) (builtins.attrNames names))
+    );
+
+  # `namespaces` option value -> its TOML tables; no tables at all when no namespace is set.
+  renderNamespaces =
+    namespaces:
+    if namespaces == null || namespaces == { } then
+      null
+    else
+      builtins.mapAttrs (_: renderKeys namespaceKeys) namespaces;
 
   # Option values (null: leave the key out) plus extra keys -> the policy attribute set.
   # An extra key that a typed option already writes is an error rather than a silent override.
   render =
     { values, extraPolicy ? { } }:
     let
-      set = builtins.filter (name: (values.${name} or null) != null) (builtins.attrNames keys);
-      typed = builtins.listToAttrs (
-        map (name: {
-          name = keys.${name};
-          value = values.${name};
-        }) set
-      );
+      typed = renderKeys keys (values // { namespaces = renderNamespaces (values.namespaces or null); });
       clashes = builtins.attrNames (builtins.intersectAttrs typed extraPolicy);
       optionFor = key: builtins.head (builtins.filter (name: keys.${name} == key) (builtins.attrNames keys));
     in
@@ -64,5 +86,10 @@ let
       typed // extraPolicy;
 in
 {
-  inherit keys defaults render;
+  inherit
+    keys
+    namespaceKeys
+    defaults
+    render
+    ;
 }

@@ -131,7 +131,7 @@ fn refs_outside_the_policy_are_refused_without_the_cli_container_prefix() {
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("git+file:"), "{stderr}");
+    assert!(stderr.contains(", path: ("), "{stderr}");
 }
 
 #[test]

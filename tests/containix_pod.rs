@@ -17,10 +17,16 @@ use containix_tests::{LIMIT, eventually, shim_side_processes, stop_cleanly};
 
 /// The policy every test node here gets, plus `extra` lines.
 async fn start_node(extra: &str) -> Containerd {
+    start_node_with_policy(format!(
+        "allowed-flake-prefixes = [\"path:/nix/store/\"]\nrealise = \"build\"\n{extra}"
+    ))
+    .await
+}
+
+/// A test node whose shim reads `policy`.
+async fn start_node_with_policy(policy: String) -> Containerd {
     let options = ContainerdOptions {
-        containix_policy: format!(
-            "allowed-flake-prefixes = [\"path:/nix/store/\"]\nrealise = \"build\"\n{extra}"
-        ),
+        containix_policy: policy,
         ..ContainerdOptions::default()
     };
     assert!(
@@ -41,8 +47,20 @@ struct Pod {
 
 impl Pod {
     async fn run(node: &Containerd, name: &str, annotations: &[(&str, &str)]) -> Pod {
+        Self::run_in(node, "default", name, annotations).await
+    }
+
+    /// A pod in Kubernetes namespace `namespace`.
+    async fn run_in(
+        node: &Containerd,
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+    ) -> Pod {
         let log_dir = node.create_pod_log_dir(name).unwrap();
-        let mut spec = PodSandboxSpec::new(name).log_directory(&log_dir);
+        let mut spec = PodSandboxSpec::new(name)
+            .namespace(namespace)
+            .log_directory(&log_dir);
         for (key, value) in annotations {
             spec = spec.annotation(key, value);
         }
@@ -449,4 +467,117 @@ async fn a_pods_build_output_and_stage_timings_are_in_containerds_log() {
     .await;
     stop_cleanly(node).await;
     flake.delete_from_store().unwrap();
+}
+
+/// The allow-list through CRI: the three refs that got past the string prefixes, and the
+/// per-namespace policy, whose namespace is the one containerd reports (a pod cannot claim
+/// another).
+#[tokio::test]
+async fn the_allow_list_matches_the_fetched_source_and_scopes_namespaces_through_cri() {
+    let hello = fixtures::example_hello().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let srv = scratch.path().canonicalize().unwrap().join("srv");
+    for folder in ["flakes/app", "other", "flakesX"] {
+        std::fs::create_dir_all(srv.join(folder)).unwrap();
+    }
+    let flakes = format!("path:{}/flakes", srv.display());
+    let node = start_node_with_policy(format!(
+        "allowed-flake-prefixes = [\"github:myorg/\", \"{flakes}\"]\n\
+         [namespaces.trusted]\nallowed-flake-prefixes = [\"path:/nix/store/\"]\n\
+         realise = \"build\"\n"
+    ))
+    .await;
+    let app = || ContainerSpec::new("app", EMPTY_IMAGE_NAME);
+    let other = format!("path:{}/flakes/../other", srv.display());
+    let sibling = format!("path:{}/flakesX", srv.display());
+    let hello_ref = hello.flake_ref();
+    // (namespace, pod, its annotations, what the error must say)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "default",
+            "host-bypass",
+            vec![("containix.dev/flake", "github:myorg/repo?host=evil.example")],
+            "rule `github:myorg/` allows host github.com, not evil.example".to_owned(),
+        ),
+        (
+            "default",
+            "dotdot-bypass",
+            vec![("containix.dev/flake", &other)],
+            format!("rule `{flakes}` resolves outside"),
+        ),
+        (
+            "default",
+            "sibling-bypass",
+            vec![("containix.dev/flake", &sibling)],
+            format!("rule `{flakes}` resolves outside"),
+        ),
+        (
+            "default",
+            "not-trusted",
+            vec![("containix.dev/flake", &hello_ref)],
+            format!("rule `{flakes}` resolves outside"),
+        ),
+        (
+            "default",
+            "spoofed-cri-namespace",
+            vec![
+                ("containix.dev/flake", &hello_ref),
+                ("io.kubernetes.cri.sandbox-namespace", "trusted"),
+            ],
+            "is not allowed on this node: ".to_owned(),
+        ),
+        (
+            "default",
+            "spoofed-annotation",
+            vec![
+                ("containix.dev/flake", &hello_ref),
+                ("containix.dev/namespace", "trusted"),
+            ],
+            "unknown annotation `containix.dev/namespace`".to_owned(),
+        ),
+        (
+            "trusted",
+            "trusted-elsewhere",
+            vec![("containix.dev/flake", "github:myorg/repo")],
+            "is not allowed on this node for namespace `trusted`".to_owned(),
+        ),
+    ];
+    for (namespace, name, annotations, expected) in &cases {
+        let pod = Pod::run_in(&node, namespace, name, annotations).await;
+        let err = pod.start(&app()).await.expect_err(name);
+        assert!(err.contains("containix: "), "{name}: {err}");
+        assert!(err.contains(expected.as_str()), "{name}: {err}");
+        assert_eq!(containix_leftovers(&node), Vec::<PathBuf>::new(), "{name}");
+        pod.remove().await;
+    }
+
+    // The namespace containerd reports picks the namespace's settings.
+    let pod = Pod::run_in(
+        &node,
+        "trusted",
+        "trusted-hello",
+        &[("containix.dev/flake", &hello_ref)],
+    )
+    .await;
+    let (code, log) = pod.run_to_exit(&app()).await;
+    assert_eq!(code, 0, "{}", log.stderr());
+    assert!(log.stdout().contains("Hello from containix!"), "{log:?}");
+    // Under /nix the container sees the closure's store paths and nothing else: no /nix/var, so
+    // no daemon socket, GC roots or database of the node.
+    let busybox = busybox_of(&hello);
+    let look = ContainerSpec::new("look", EMPTY_IMAGE_NAME).command([
+        busybox.as_str(),
+        "sh",
+        "-c",
+        "ls -A /nix; test ! -e /nix/var && test ! -e /nix/var/nix/daemon-socket/socket",
+    ]);
+    let (code, log) = pod.run_to_exit(&look).await;
+    assert_eq!((code, log.stdout()), (0, "store".to_owned()), "{log:?}");
+    pod.remove().await;
+    eventually("containix state to be released", async || {
+        containix_leftovers(&node).is_empty()
+    })
+    .await;
+    stop_cleanly(node).await;
 }

@@ -493,6 +493,79 @@ async fn a_flake_ref_outside_the_allowed_prefixes_is_refused_naming_flake_ref() 
     plugin.stop().await;
 }
 
+/// The allow-list through the plugin: the three refs that got past string prefixes are refused
+/// naming the rule, and the namespace the kubelet reports picks that namespace's settings.
+#[tokio::test]
+async fn the_allow_list_matches_the_fetched_source_and_scopes_namespaces() {
+    let built = Fixture::Hello.build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let srv = dir.path().canonicalize().unwrap().join("srv");
+    for folder in ["flakes/app", "other", "flakesX"] {
+        std::fs::create_dir_all(srv.join(folder)).unwrap();
+    }
+    let flakes = format!("path:{}/flakes", srv.display());
+    let plugin = Plugin::start_with_policy(
+        dir.path(),
+        &format!(
+            "[namespaces.team-a]\nallowed-flake-prefixes = [\"github:myorg/\", \"{flakes}\"]\n"
+        ),
+    )
+    .await;
+    let mut client = plugin.client().await;
+    let target = dir.path().join("target");
+    let other = format!("path:{}/flakes/../other", srv.display());
+    let sibling = format!("path:{}/flakesX", srv.display());
+    let in_store = built.flake_ref();
+    let outside = format!("rule `{flakes}` resolves outside");
+    let cases = [
+        (
+            "github:myorg/repo?host=evil.example",
+            "rule `github:myorg/` allows host github.com, not evil.example",
+        ),
+        (other.as_str(), outside.as_str()),
+        (sibling.as_str(), outside.as_str()),
+        (in_store.as_str(), outside.as_str()),
+    ];
+    for (flake_ref, expected) in cases {
+        let status = client
+            .node
+            .node_publish_volume(publish_request(
+                "csi-team-a",
+                &target,
+                true,
+                &[
+                    ("flakeRef", flake_ref),
+                    ("csi.storage.k8s.io/pod.namespace", "team-a"),
+                    ("csi.storage.k8s.io/pod.name", "web-0"),
+                ],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{flake_ref}: {status}"
+        );
+        let message = status.message();
+        assert!(
+            message.starts_with("containix: volume attribute `flakeRef`: flake ref `"),
+            "{flake_ref}: {message}"
+        );
+        assert!(
+            message.contains("for namespace `team-a`"),
+            "{flake_ref}: {message}"
+        );
+        assert!(message.contains(expected), "{flake_ref}: {message}");
+        assert_nothing_left(dir.path(), &target);
+    }
+    // Pods of other namespaces get the node-wide settings, which allow the store's flakes.
+    publish_attributes(&mut client, "csi-shop", &target, &[("flakeRef", &in_store)]).await;
+    assert_eq!(listing(&target.join("bin")), ["hello"]);
+    unpublish(&mut client, "csi-shop", &target).await;
+    assert_nothing_left(dir.path(), &target);
+    plugin.stop().await;
+}
+
 #[tokio::test]
 async fn a_writable_volume_takes_new_entries_privately_and_discards_them() {
     let built = Fixture::FileAndSymlink.build().unwrap();

@@ -324,7 +324,7 @@ async fn the_built_images_run_as_their_daemonsets_declare_them() {
         std::fs::read(shim).unwrap(),
         "the image's shim is the built one"
     );
-    assert!(host.join("etc/containix/config.toml").is_file());
+    assert!(host.join("etc/containix/policy.toml").is_file());
     // It waits for SIGTERM, then exits cleanly.
     let code = stop(&cri, &sandbox_id, &container_id).await;
     assert_eq!(code, 0, "{}", log_text(&log).await);

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use containix_testkit::fixtures::repo_root;
 
+use containix_core::request::flake_ref::FlakeRef;
 use containix_core::request::policy::{NodePolicy, Realise};
 use serde_json::{Value, json};
 
@@ -59,23 +60,35 @@ fn render(values: &Value, extra: &Value) -> Result<Value, String> {
     )
 }
 
-/// The policy as the TOML file the module writes. The policy holds strings and lists of them,
-/// and a JSON string, number, boolean or array of them is also a valid TOML value.
+/// The policy as the TOML file the module writes. The policy holds strings and lists of them
+/// (a JSON string or array of strings is also a valid TOML value), and tables of such tables
+/// (`[namespaces.<name>]`), written after the top-level keys as TOML requires.
 fn to_toml(policy: &Value) -> String {
     let table = policy.as_object().expect("the policy is an attribute set");
     let mut text = String::new();
+    let mut tables = String::new();
     for (key, value) in table {
-        assert!(
-            !value.is_object() && !value.is_null(),
-            "`{key}`: a table or null is not a policy value"
-        );
-        text.push_str(&format!("{key} = {value}\n"));
+        assert!(!value.is_null(), "`{key}`: null is not a policy value");
+        let Some(subtables) = value.as_object() else {
+            text.push_str(&format!("{key} = {value}\n"));
+            continue;
+        };
+        for (name, settings) in subtables {
+            tables.push_str(&format!("[{key}.{name}]\n"));
+            for (setting, value) in settings.as_object().expect("a table of tables") {
+                assert!(
+                    !value.is_object() && !value.is_null(),
+                    "`{key}.{name}.{setting}`: not a policy value"
+                );
+                tables.push_str(&format!("{setting} = {value}\n"));
+            }
+        }
     }
-    text
+    text + &tables
 }
 
 fn parse(policy: &Value) -> Result<NodePolicy, String> {
-    NodePolicy::from_toml(&to_toml(policy), Path::new("/etc/containix/config.toml"))
+    NodePolicy::from_toml(&to_toml(policy), Path::new("/etc/containix/policy.toml"))
         .map_err(|err| err.to_string())
 }
 
@@ -145,6 +158,20 @@ fn every_option_renders_a_key_the_policy_parser_accepts() {
         "stateDir": "/srv/containix",
         "nixCommand": "/run/current-system/sw/bin/nix",
         "packageSet": "github:NixOS/nixpkgs/nixos-25.11",
+        "namespaces": {
+            "team-a": {
+                "allowedFlakePrefixes": ["github:team-a/"],
+                "realise": "build",
+                "defaultTimeout": null,
+                "maxTimeout": "30m",
+            },
+            "team-b": {
+                "allowedFlakePrefixes": null,
+                "realise": "substitute",
+                "defaultTimeout": null,
+                "maxTimeout": null,
+            },
+        },
     });
     let keys = eval_policy("{ policy, arg }: policy.keys", &json!(null)).unwrap();
     let mut options: Vec<_> = keys.as_object().unwrap().keys().collect();
@@ -160,8 +187,13 @@ fn every_option_renders_a_key_the_policy_parser_accepts() {
     );
     let policy = parse(&rendered).unwrap();
     assert_eq!(policy.realise, Realise::Build);
-    assert!(policy.check_flake_ref("path:/srv/flakes/app").is_ok());
-    assert!(policy.check_flake_ref("github:other/app").is_err());
+    assert_eq!(
+        policy.allowed_prefix_texts(),
+        ["github:my-org/", "path:/srv/flakes/"]
+    );
+    let flake = |text: &str| FlakeRef::parse(text).unwrap();
+    assert!(policy.check_flake_ref(&flake("github:my-org/app")).is_ok());
+    assert!(policy.check_flake_ref(&flake("github:other/app")).is_err());
     assert_eq!(policy.default_timeout.as_secs(), 30);
     assert_eq!(policy.max_timeout.as_secs(), 300);
     assert_eq!(policy.system, "aarch64-linux");
@@ -175,12 +207,26 @@ fn every_option_renders_a_key_the_policy_parser_accepts() {
         policy.package_set.as_deref(),
         Some("github:NixOS/nixpkgs/nixos-25.11")
     );
+    let team_a = policy.scope(Some("team-a"));
+    assert_eq!(team_a.namespace(), Some("team-a"));
+    assert_eq!(team_a.realise(), Realise::Build);
+    assert_eq!(team_a.max_timeout().as_secs(), 1800);
+    assert_eq!(
+        team_a.default_timeout().as_secs(),
+        30,
+        "unset: the node-wide value"
+    );
+    assert!(team_a.check_flake_ref(&flake("github:team-a/app")).is_ok());
+    assert!(team_a.check_flake_ref(&flake("github:my-org/app")).is_err());
+    let team_b = policy.scope(Some("team-b"));
+    assert_eq!(team_b.realise(), Realise::Substitute);
+    assert!(team_b.check_flake_ref(&flake("github:my-org/app")).is_ok());
 }
 
 #[test]
 fn unset_options_leave_their_keys_out() {
     let rendered = render(
-        &json!({ "realise": "build", "packageSet": null, "system": null }),
+        &json!({ "realise": "build", "packageSet": null, "system": null, "namespaces": {} }),
         &json!({}),
     )
     .unwrap();

@@ -35,6 +35,7 @@ fn request(paths: &[&Path]) -> Request {
         source: Source::StorePaths(paths.iter().map(|p| store_path(p)).collect()),
         entrypoint: None,
         timeout: None,
+        namespace: None,
     }
 }
 

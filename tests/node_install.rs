@@ -340,7 +340,7 @@ fn on_k3s_the_handler_goes_into_a_new_v3_template_and_uninstall_removes_it() {
             .join("usr/local/bin/containerd-shim-containix-v1")
             .is_file()
     );
-    assert!(root.path().join("etc/containix/config.toml").is_file());
+    assert!(root.path().join("etc/containix/policy.toml").is_file());
 
     let again: Value =
         serde_json::from_str(&node_on_tree(root.path(), &["install", "--json"])).unwrap();

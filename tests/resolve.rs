@@ -86,6 +86,7 @@ fn request(source: Source) -> Request {
         source,
         entrypoint: None,
         timeout: None,
+        namespace: None,
     }
 }
 
@@ -461,6 +462,69 @@ async fn disallowed_prefix_is_refused_before_any_evaluation() {
     assert!(message.contains("is not allowed on this node"), "{message}");
     assert!(message.contains("github:my-org/"), "{message}");
     assert_eq!(node.nix_runs(), 0);
+}
+
+/// The namespace's settings decide, through the resolver: prefixes and builds.
+#[tokio::test]
+async fn a_namespace_s_settings_decide_what_may_be_resolved_and_built() {
+    let built = Fixture::Diamond.build_isolated().unwrap();
+    let keep_source = |p: &&PathBuf| !p.to_str().unwrap().ends_with("-source");
+    let doomed: Vec<&PathBuf> = built
+        .created_store_paths()
+        .unwrap()
+        .iter()
+        .filter(keep_source)
+        .collect();
+    NixCommand::nix_store()
+        .arg("--delete")
+        .args(doomed)
+        .run()
+        .unwrap();
+    let node = Node::new(
+        "[namespaces.builders]\nrealise = \"build\"\n\
+         [namespaces.locked]\nallowed-flake-prefixes = [\"github:my-org/\"]\n",
+    );
+    let mut policy = node.policy();
+    policy.realise = containix_core::request::policy::Realise::Substitute;
+    let resolver = Resolver::new(policy).with_daemon_settings([("substituters", "")]);
+    let in_namespace = |namespace: Option<&str>| Request {
+        namespace: namespace.map(str::to_owned),
+        ..request(flake(&built.flake_ref()))
+    };
+
+    for namespace in [None, Some("elsewhere")] {
+        let err = resolver
+            .resolve(&in_namespace(namespace))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ResolveError::Substitute { .. }), "{err}");
+    }
+    let err = resolver
+        .resolve(&in_namespace(Some("locked")))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("is not allowed on this node for namespace `locked`"),
+        "{message}"
+    );
+    assert!(!is_valid_path(&built.out_path).unwrap());
+    assert_eq!(
+        node.nix_runs(),
+        2,
+        "the locked namespace's ref is never evaluated"
+    );
+
+    let resolution = resolver
+        .resolve(&in_namespace(Some("builders")))
+        .await
+        .unwrap();
+    assert_eq!(
+        resolution.resolved().roots,
+        [StorePath::parse(built.out_path.to_str().unwrap()).unwrap()]
+    );
+    drop(resolution);
+    built.delete_from_store().unwrap();
 }
 
 #[tokio::test]

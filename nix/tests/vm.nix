@@ -40,8 +40,8 @@ pkgs.testers.runNixOSTest {
         print(machine.succeed("containix doctor"))
 
     with subtest("the policy file is the one the module rendered"):
-        machine.succeed("test -f /etc/containix/config.toml")
-        machine.succeed("grep -F 'realise = \"substitute\"' /etc/containix/config.toml")
+        machine.succeed("test -f /etc/containix/policy.toml")
+        machine.succeed("grep -F 'realise = \"substitute\"' /etc/containix/policy.toml")
 
     with subtest("a containix container runs a closure through containerd"):
         machine.succeed("containix image empty --out /tmp/containix-empty.tar")

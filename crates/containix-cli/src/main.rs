@@ -2,6 +2,7 @@
 
 mod assembly;
 mod base_spec;
+mod cli_policy;
 mod commands;
 mod doctor;
 mod exit_status;
@@ -45,6 +46,8 @@ enum Command {
     Image(commands::image::Args),
     Doctor(commands::doctor::Args),
     Node(commands::node::Args),
+    Policy(commands::policy::Args),
+    Config(commands::config::Args),
     Completions(commands::completions::Args),
 }
 
@@ -60,6 +63,8 @@ fn main() -> ExitCode {
         Command::Image(args) => commands::image::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Node(args) => commands::node::run(args),
+        Command::Policy(args) => commands::policy::run(args),
+        Command::Config(args) => commands::config::run(args),
         Command::Completions(args) => commands::completions::run(args, Cli::command()),
     };
     match result {
@@ -106,9 +111,9 @@ mod tests {
         leaves(&Cli::command(), Vec::new(), &mut all);
         assert_eq!(
             all.len(),
-            11,
+            13,
             "resolve, sbom, assemble, run, spec, image empty|build, doctor, node install|uninstall, \
-             completions"
+             policy check, config show, completions"
         );
         for (words, command) in &all {
             let help = command

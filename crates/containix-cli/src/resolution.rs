@@ -1,5 +1,5 @@
 //! Resolving a request to a closure for the CLI: the node's resolver
-//! ([`containix_core::resolve::Resolver`]) under the CLI's policy ([`crate::source::cli_policy`]:
+//! ([`containix_core::resolve::Resolver`]) under the CLI's policy ([`crate::cli_policy`]:
 //! local flake refs allowed, evaluation cache in the user's cache directory), with its progress
 //! on stderr and its errors worded for a command line.
 

@@ -3,13 +3,9 @@
 //! A flake installable, `--store-paths`, `--packages` or `--annotations FILE` (pod annotations
 //! as `key=value` lines or a JSON object), parsed by the same parsers as the annotations.
 //!
-//! Node policy: the CLI loads the same policy file as the node (`CONTAINIX_CONFIG`, else
-//! `/etc/containix/config.toml`, else the defaults) and checks remote flake refs against its
-//! allowed prefixes, but lets local refs (`path:`, `git+file:`, `file:`) through by adding their
-//! canonical prefixes to the policy it resolves with ([`cli_policy`]): the CLI evaluates as the
-//! invoking user, so reading local paths is that user's own business. Pods
-//! never get this exception. A relative local ref is made absolute against the current
-//! directory before it is evaluated.
+//! Node policy: see [`crate::cli_policy`] (`--policy`, `--realise`, and the local refs the CLI
+//! allows on top of the node's rules). A relative local ref is made absolute against the current
+//! directory before the policy sees it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +15,9 @@ use containix_core::request::annotations::PodAnnotations;
 use containix_core::request::container_request::{Entrypoint, PackageName, Request, Source};
 use containix_core::request::duration::parse_duration;
 use containix_core::request::flake_ref::{FlakeInstallable, FlakeSource};
-use containix_core::request::policy::NodePolicy;
 use containix_core::store::store_path::StorePath;
 
+use crate::cli_policy::PolicyArgs;
 use crate::exit_status::UsageError;
 
 /// The container name given to requests built from command-line arguments.
@@ -38,6 +34,8 @@ pub struct SourceArgs {
     /// Resolution deadline, e.g. `90s`, `5m`; capped by the node policy's max-timeout.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// Exactly one of a flake installable, store paths, packages or an annotations file.
@@ -94,6 +92,7 @@ impl SourceArgs {
                 source: self.source()?,
                 entrypoint: None,
                 timeout: None,
+                namespace: None,
             }
         };
         if let Source::Flake(installable) = &request.source {
@@ -193,7 +192,7 @@ pub fn parse_annotations_file(text: &str) -> Result<BTreeMap<String, String>, St
 }
 
 /// A local ref with a relative path, made absolute against the current directory.
-fn absolute_local_ref(installable: &FlakeInstallable) -> Result<FlakeInstallable> {
+pub fn absolute_local_ref(installable: &FlakeInstallable) -> Result<FlakeInstallable> {
     let FlakeSource::Path { path, bare } = installable.flake.source() else {
         return Ok(installable.clone());
     };
@@ -232,58 +231,6 @@ fn percent_encode_path(path: &str) -> String {
     out
 }
 
-/// The canonical forms of local flake refs, as `FlakeRef`'s `Display` prints them: `path:/abs`,
-/// a bare `/abs`, `git+file:///…`, and archives or files from `file:` URLs (`file:///x.tar.gz`,
-/// `tarball+file:///x`, `file:///x`, `file+file:///x.zip`). Relative paths are made absolute
-/// before the policy sees them.
-pub const LOCAL_REF_PREFIXES: &[&str] = &[
-    "path:/",
-    "/",
-    "git+file:",
-    "file:",
-    "tarball+file:",
-    "file+file:",
-];
-
-/// The node policy for the CLI: the policy file's settings, with local flake refs allowed
-/// ([`with_local_refs`]) and the evaluation cache and its locks in the invoking user's cache
-/// directory instead of the node's state directory.
-pub fn cli_policy() -> Result<NodePolicy> {
-    let mut policy = with_local_refs(NodePolicy::load()?);
-    policy.state_dir = user_state_dir()?;
-    Ok(policy)
-}
-
-/// `policy` with [`LOCAL_REF_PREFIXES`] added to the allowed prefixes (see the module
-/// documentation for why the CLI, and only the CLI, allows them).
-pub fn with_local_refs(mut policy: NodePolicy) -> NodePolicy {
-    for prefix in LOCAL_REF_PREFIXES {
-        if !policy.allowed_flake_prefixes.iter().any(|p| p == prefix) {
-            policy.allowed_flake_prefixes.push((*prefix).to_owned());
-        }
-    }
-    policy
-}
-
-/// `$XDG_CACHE_HOME/containix`, else `$HOME/.cache/containix`, else a directory under /tmp.
-fn user_state_dir() -> Result<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".cache"))
-        })
-        .filter(|dir| dir.is_absolute())
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("containix-{}", nix::unistd::getuid()))
-        });
-    let dir = base.join("containix");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,46 +265,5 @@ mod tests {
         assert_eq!(absolute.to_string(), cwd.display().to_string());
         let remote = FlakeInstallable::parse("github:org/app").unwrap();
         assert_eq!(absolute_local_ref(&remote).unwrap(), remote);
-    }
-
-    #[test]
-    fn the_cli_policy_allows_exactly_local_refs_beyond_the_nodes() {
-        let policy = with_local_refs(NodePolicy::default());
-        let allowed = |text: &str| {
-            let installable = FlakeInstallable::parse(text).unwrap();
-            let canonical = installable.flake.to_nix_arg();
-            (
-                installable.flake.is_local(),
-                policy.check_flake_ref(&canonical).is_ok(),
-            )
-        };
-        for local in [
-            "path:/srv/app",
-            "path:/srv/app?dir=sub#x",
-            "/srv/app#x",
-            "git+file:///srv/repo?ref=main",
-            "file:///srv/app.tar.gz",
-            "tarball+file:///srv/app",
-            "file:///srv/app",
-            "file+file:///srv/app.zip",
-        ] {
-            assert_eq!(allowed(local), (true, true), "{local}");
-        }
-        for remote in ["github:org/app", "https://example.org/app.tar.gz"] {
-            assert_eq!(allowed(remote), (false, true), "{remote}");
-        }
-        for refused in [
-            "git+ssh://git@host/repo",
-            "flake:nixpkgs",
-            "git+http://host/r",
-        ] {
-            assert_eq!(allowed(refused), (false, false), "{refused}");
-        }
-        // A relative path is made absolute before resolution; as written it is not allowed.
-        assert_eq!(allowed("path:app"), (true, false));
-        assert_eq!(
-            with_local_refs(policy.clone()).allowed_flake_prefixes,
-            policy.allowed_flake_prefixes
-        );
     }
 }

@@ -30,7 +30,7 @@ pub mod version;
 pub use assemble::container_step::ContainerStep;
 pub use request::container_request::{Request, Source};
 pub use request::flake_ref::{FlakeInstallable, FlakeRef};
-pub use request::policy::NodePolicy;
+pub use request::policy::node_policy::NodePolicy;
 pub use resolve::resolved::Resolved;
 pub use resolve::resolver::{Resolution, Resolver};
 pub use store::closure::Closure;

@@ -239,10 +239,13 @@ mod tests {
             "flakeRef",
             ResolveError::NotAllowed {
                 container: container.clone(),
-                source: containix_core::request::policy::RefNotAllowed {
+                source: Box::new(containix_core::request::policy::RefNotAllowed {
                     flake_ref: "path:/etc".into(),
+                    namespace: None,
+                    reasons: vec!["no rule allows `path:` refs".into()],
                     allowed: vec!["github:".into()],
-                },
+                    policy: None,
+                }),
             },
         );
         assert_eq!(refused.code(), Code::InvalidArgument);

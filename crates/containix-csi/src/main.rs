@@ -21,7 +21,8 @@ struct Args {
     /// Where published volumes are recorded; defaults to `<policy state-dir>/csi`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// The node policy file; defaults to $CONTAINIX_CONFIG, else /etc/containix/config.toml.
+    /// The node policy file; defaults to $CONTAINIX_CONFIG, else /etc/containix/policy.toml
+    /// (else the old /etc/containix/config.toml, with a warning).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Log level on stderr: error, warn, info, debug or trace, or `RUST_LOG`-style directives

@@ -148,7 +148,10 @@ impl<S: ClosureSource> Publisher<S> {
             "publishing"
         );
         // The resolver gives the request the same deadline; publishing as a whole keeps to it.
-        let timeout = self.policy.effective_timeout(attributes.request.timeout);
+        let timeout = self
+            .policy
+            .scope(attributes.request.namespace.as_deref())
+            .effective_timeout(attributes.request.timeout);
         let deadline = tokio::time::Instant::now() + timeout;
         let resolution = self
             .source

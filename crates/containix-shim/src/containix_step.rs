@@ -87,7 +87,8 @@ pub struct CoreStep {
 }
 
 impl CoreStep {
-    /// Loads the node policy (`/etc/containix/config.toml` or `CONTAINIX_CONFIG`).
+    /// Loads the node policy (`CONTAINIX_CONFIG`, else `/etc/containix/policy.toml`, else the
+    /// old `/etc/containix/config.toml`).
     pub fn from_environment() -> Self {
         let step = NodePolicy::load()
             .map(|policy| {

@@ -9,9 +9,10 @@ use containix_core::assemble::rootfs::LinkMode;
 use serde_json::json;
 
 use crate::assembly::{self, absolute_dir, check_out_dir, remove_bundle};
+use crate::cli_policy::cli_policy;
 use crate::progress::Reporter;
 use crate::resolution::resolve;
-use crate::source::{SourceArgs, cli_policy};
+use crate::source::SourceArgs;
 
 /// How closure members get into `rootfs/nix/store`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +91,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let out = absolute_dir(out, "--out")?;
     let existed = check_out_dir(&out)?;
     let request = args.source.request(args.entrypoint.as_deref())?;
-    let policy = cli_policy()?;
+    let policy = cli_policy(&args.source.policy)?;
     let reporter: &'static Reporter = Box::leak(Box::new(Reporter::new(args.progress)));
     let runtime = crate::runtime::runtime()?;
     let resolution = runtime.block_on(resolve(&request, &policy, reporter))?;

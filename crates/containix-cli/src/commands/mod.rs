@@ -2,9 +2,11 @@
 
 pub mod assemble;
 pub mod completions;
+pub mod config;
 pub mod doctor;
 pub mod image;
 pub mod node;
+pub mod policy;
 pub mod resolve;
 pub mod run;
 pub mod sbom;

@@ -6,9 +6,10 @@ use anyhow::Result;
 use containix_core::request::container_request::Request;
 use serde_json::json;
 
+use crate::cli_policy::{PolicyArgs, cli_policy};
 use crate::progress::{Reporter, human_bytes};
 use crate::resolution::{Resolution, resolve};
-use crate::source::{SourceArgs, cli_policy};
+use crate::source::SourceArgs;
 
 /// Print the closure a flake ref, store paths, packages or pod annotations resolve to.
 ///
@@ -33,12 +34,16 @@ pub struct Args {
 /// Resolves the request the arguments describe, on a fresh runtime.
 pub fn resolve_args(source: &SourceArgs, progress: bool) -> Result<Resolution> {
     source.require()?;
-    resolve_request(&source.request(None)?, progress)
+    resolve_request(&source.request(None)?, &source.policy, progress)
 }
 
-/// Resolves `request` on a fresh runtime.
-pub fn resolve_request(request: &Request, progress: bool) -> Result<Resolution> {
-    let policy = cli_policy()?;
+/// Resolves `request` under the CLI's policy on a fresh runtime.
+pub fn resolve_request(
+    request: &Request,
+    policy: &PolicyArgs,
+    progress: bool,
+) -> Result<Resolution> {
+    let policy = cli_policy(policy)?;
     let reporter: &'static Reporter = Box::leak(Box::new(Reporter::new(progress)));
     crate::runtime::runtime()?.block_on(resolve(request, &policy, reporter))
 }

@@ -11,9 +11,10 @@ use tokio::process::Command;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::assembly::{self, remove_bundle};
+use crate::cli_policy::cli_policy;
 use crate::progress::Reporter;
 use crate::resolution::resolve;
-use crate::source::{SourceArgs, cli_policy};
+use crate::source::SourceArgs;
 
 /// Environment variable naming the runc binary (default: `runc` on PATH).
 pub const RUNC_ENV: &str = "CONTAINIX_RUNC";
@@ -81,7 +82,7 @@ impl Workspace {
 pub fn run(args: Args) -> Result<ExitCode> {
     args.source.require()?;
     let request = args.source.request(args.entrypoint.as_deref())?;
-    let policy = cli_policy()?;
+    let policy = cli_policy(&args.source.policy)?;
     let reporter: &'static Reporter = Box::leak(Box::new(Reporter::new(args.progress)));
     let runtime = crate::runtime::runtime()?;
     runtime.block_on(async {

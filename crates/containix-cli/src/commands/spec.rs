@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     args.source.require()?;
     let bundle = absolute_dir(&args.bundle, "--bundle")?;
     let request = args.source.request(args.entrypoint.as_deref())?;
-    let resolution = super::resolve::resolve_request(&request, args.progress)?;
+    let resolution = super::resolve::resolve_request(&request, &args.source.policy, args.progress)?;
     let link = match args.link {
         Link::Auto => LinkMode::for_target(&bundle),
         Link::Hardlink => LinkMode::Hardlink,

@@ -301,7 +301,7 @@ fn policy(policy: &Result<PolicyFacts, String>) -> CheckResult {
         Err(err) => CheckResult::fail(
             "node policy",
             err.clone(),
-            "correct the named key (deploy/node/config.toml documents every key)",
+            "correct the named key (deploy/node/policy.toml documents every key)",
         ),
     }
 }
@@ -506,7 +506,7 @@ version = 2
             },
         };
         facts.containerd_socket.1 = Err("connection refused".into());
-        facts.policy = Err("node policy /etc/containix/config.toml: unknown field `x`".into());
+        facts.policy = Err("node policy /etc/containix/policy.toml: unknown field `x`".into());
         let results = evaluate(&facts);
         for name in [
             "containerd",
@@ -517,7 +517,7 @@ version = 2
         ] {
             assert_eq!(find(&results, name).status, Status::Fail, "{name}");
         }
-        assert!(find(&results, "node policy").detail.contains("config.toml"));
+        assert!(find(&results, "node policy").detail.contains("policy.toml"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::assemble::view::error::ViewError;
 use crate::assemble::view::registry::{StoreViews, View};
 use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
 use crate::request::container_request::Request;
-use crate::request::policy::NodePolicy;
+use crate::request::policy::node_policy::NodePolicy;
 use crate::resolve::resolved::Resolved;
 use crate::resolve::{error::ResolveError, resolver::Resolver};
 use crate::store::closure::ClosureError;
@@ -35,6 +35,11 @@ pub const CONTAINER_NAME_ANNOTATION: &str = "io.kubernetes.cri.container-name";
 
 /// Annotation CRI sets to the pod sandbox id on every container of a pod.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+/// Annotation CRI sets to the pod's Kubernetes namespace on every container of a pod. containerd
+/// writes it after the pod annotations it forwards, so a pod cannot set it; it picks the node
+/// policy's settings for that namespace.
+pub const SANDBOX_NAMESPACE_ANNOTATION: &str = "io.kubernetes.cri.sandbox-namespace";
 
 /// The container name requests use when the runtime gives none (e.g. `ctr run`): only
 /// pod-level annotations apply then.
@@ -217,7 +222,13 @@ pub fn decide(annotations: &BTreeMap<String, String>) -> Result<Decision, Annota
         .get(CONTAINER_NAME_ANNOTATION)
         .map_or(DEFAULT_CONTAINER_NAME, String::as_str);
     Ok(match pod.request_for(name)? {
-        Some(request) => Decision::Prepare(Box::new(request)),
+        Some(mut request) => {
+            request.namespace = annotations
+                .get(SANDBOX_NAMESPACE_ANNOTATION)
+                .filter(|namespace| !namespace.is_empty())
+                .cloned();
+            Decision::Prepare(Box::new(request))
+        }
         None => Decision::Passthrough(PassthroughReason::NoRequest),
     })
 }
@@ -515,6 +526,32 @@ mod tests {
             panic!("expected a request")
         };
         assert_eq!(request.container, DEFAULT_CONTAINER_NAME);
+        assert_eq!(request.namespace, None);
+    }
+
+    #[test]
+    fn the_namespace_comes_from_the_runtime_s_annotation_only() {
+        let pod = annotations(&[
+            (CONTAINER_TYPE_ANNOTATION, "container"),
+            (SANDBOX_NAMESPACE_ANNOTATION, "team-a"),
+            FLAKE,
+        ]);
+        let Decision::Prepare(request) = decide(&pod).unwrap() else {
+            panic!("expected a request")
+        };
+        assert_eq!(request.namespace.as_deref(), Some("team-a"));
+        let empty = annotations(&[(SANDBOX_NAMESPACE_ANNOTATION, ""), FLAKE]);
+        let Decision::Prepare(request) = decide(&empty).unwrap() else {
+            panic!("expected a request")
+        };
+        assert_eq!(request.namespace, None);
+        // A pod cannot name one through the annotations containix reads.
+        let spoof = annotations(&[FLAKE, ("containix.dev/namespace", "kube-system")]);
+        let err = decide(&spoof).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown annotation `containix.dev/namespace`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@
 //! - Package names are Nix attribute names (`curl`, `python3Packages.numpy`); an entry point
 //!   is an absolute path without `.`/`..` segments or a bare program name without `/`.
 //! - Values are trimmed of surrounding whitespace (YAML block scalars end in a newline); lists
-//!   are separated by whitespace or commas; duplicates are dropped, order is kept.
+//!   are separated by whitespace or commas; duplicates are dropped, order is kept. A value longer
+//!   than [`MAX_VALUE_BYTES`] is refused, as is a source whose canonical form would be.
+//! - No annotation names the pod's Kubernetes namespace: the node policy's per-namespace
+//!   settings follow the namespace the runtime reports (`containix.dev/namespace` is an
+//!   unknown key like any other).
 //!
 //! Every [`AnnotationError`] names the annotation key and what was expected; its `Display` is
 //! meant to follow `containix: ` in a pod event.
@@ -34,10 +38,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
+use crate::request::clipped::{Clipped, Quoted};
 use crate::request::container_request::{
     Entrypoint, EntrypointError, PackageName, PackageNameError, Request, Source,
 };
 use crate::request::duration::{DurationError, format_duration, parse_duration};
+use crate::request::flake_ref::error::Shown;
 use crate::request::flake_ref::{FlakeInstallable, InstallableError};
 use crate::store::store_path::{StorePath, StorePathError};
 
@@ -54,6 +60,10 @@ pub const POD_KEYS: [&str; 6] = [
     "passthrough",
 ];
 
+/// The longest value of a `containix.dev/` annotation, in bytes (Kubernetes allows 256 KiB for
+/// all of a pod's annotations together).
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
 /// The keys that may be given per container as `<key>.<container>`.
 pub const CONTAINER_KEYS: [&str; 4] = ["flake", "store-paths", "packages", "entrypoint"];
 
@@ -62,37 +72,45 @@ pub const CONTAINER_KEYS: [&str; 4] = ["flake", "store-paths", "packages", "entr
 #[non_exhaustive]
 pub enum AnnotationError {
     #[error(
-        "unknown annotation `{key}`; valid keys are containix.dev/flake, containix.dev/store-paths, \
+        "unknown annotation `{}`; valid keys are containix.dev/flake, containix.dev/store-paths, \
          containix.dev/packages, containix.dev/entrypoint, containix.dev/timeout, \
          containix.dev/passthrough, and containix.dev/<key>.<container> for flake, store-paths, \
-         packages and entrypoint"
+         packages and entrypoint",
+        Shown(.key)
     )]
     UnknownKey { key: String },
     #[error(
-        "annotation `{key}`: invalid container name {name:?}; expected a DNS label (lower-case \
-         letters, digits and `-`, at most 63 characters)"
+        "annotation `{}`: invalid container name {}; expected a DNS label (lower-case \
+         letters, digits and `-`, at most 63 characters)",
+        Shown(.key),
+        Quoted(.name)
     )]
     InvalidContainerName { key: String, name: String },
+    #[error(
+        "annotation `{}`: the value is {len} bytes long; at most {MAX_VALUE_BYTES} are accepted",
+        Shown(.key)
+    )]
+    ValueTooLong { key: String, len: usize },
     #[error("annotation `{key}`: empty value; expected {expected}")]
     EmptyValue { key: String, expected: &'static str },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     Flake {
         key: String,
         source: InstallableError,
     },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     StorePath { key: String, source: StorePathError },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     Package {
         key: String,
         source: PackageNameError,
     },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     Entrypoint {
         key: String,
         source: EntrypointError,
     },
-    #[error("annotation `{key}`: {source}")]
+    #[error("annotation `{key}`: {}", Clipped(.source))]
     Timeout { key: String, source: DurationError },
     #[error(
         "annotations `{first}` and `{second}` both name a source; give exactly one of flake, \
@@ -148,6 +166,12 @@ impl PodAnnotations {
             let Some(name) = key.strip_prefix(PREFIX) else {
                 continue;
             };
+            if value.len() > MAX_VALUE_BYTES {
+                return Err(AnnotationError::ValueTooLong {
+                    key: key.clone(),
+                    len: value.len(),
+                });
+            }
             let value = value.trim();
             let (base, container) = match name.split_once('.') {
                 Some((base, container)) if CONTAINER_KEYS.contains(&base) => {
@@ -170,6 +194,14 @@ impl PodAnnotations {
             match base {
                 "flake" | "store-paths" | "packages" => {
                     let source = parse_source(key, base, value)?;
+                    // The canonical form may be longer (percent-encoding); it must parse again.
+                    let canonical = source_annotation(&source).1.len();
+                    if canonical > MAX_VALUE_BYTES {
+                        return Err(AnnotationError::ValueTooLong {
+                            key: key.clone(),
+                            len: canonical,
+                        });
+                    }
                     if let Some((first, _)) = &settings.source {
                         return Err(AnnotationError::ConflictingSources {
                             first: first.clone(),
@@ -251,6 +283,7 @@ impl PodAnnotations {
             source: source.clone(),
             entrypoint: entrypoint.cloned(),
             timeout: self.timeout,
+            namespace: None,
         }))
     }
 

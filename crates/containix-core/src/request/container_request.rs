@@ -18,6 +18,11 @@ pub struct Request {
     pub entrypoint: Option<Entrypoint>,
     /// The resolution deadline asked for; the node policy caps it.
     pub timeout: Option<Duration>,
+    /// The Kubernetes namespace of the pod, which picks the node policy's per-namespace
+    /// settings. Set only from what the runtime or the kubelet reports (the CRI annotation
+    /// `io.kubernetes.cri.sandbox-namespace`, the CSI pod info), never from `containix.dev/`
+    /// annotations; `None` gets the node-wide settings.
+    pub namespace: Option<String>,
 }
 
 /// Where a container's closure comes from. Exactly one per container.
@@ -64,13 +69,21 @@ pub enum EntrypointError {
     RelativePath(String),
     #[error("entrypoint {0:?} starts with `-`; expected a program name or an absolute path")]
     LeadingDash(String),
+    #[error("entrypoint is {0} bytes long; at most {MAX_ENTRYPOINT_BYTES} are accepted")]
+    TooLong(usize),
 }
+
+/// The longest entry point accepted (`PATH_MAX` on Linux).
+pub const MAX_ENTRYPOINT_BYTES: usize = 4096;
 
 impl Entrypoint {
     /// Parses `/bin/app` (a path) or `app` (a program name).
     pub fn parse(text: &str) -> Result<Self, EntrypointError> {
         if text.is_empty() {
             return Err(EntrypointError::Empty);
+        }
+        if text.len() > MAX_ENTRYPOINT_BYTES {
+            return Err(EntrypointError::TooLong(text.len()));
         }
         if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(EntrypointError::BadCharacter(text.to_owned()));

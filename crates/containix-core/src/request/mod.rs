@@ -7,6 +7,7 @@
 //! network; every error names the field it came from and what was expected.
 
 pub mod annotations;
+pub mod clipped;
 pub mod container_request;
 pub mod duration;
 pub mod flake_ref;
@@ -17,5 +18,5 @@ pub mod volume_attributes;
 pub use annotations::{AnnotationError, PodAnnotations};
 pub use container_request::{Entrypoint, PackageName, Request, Source};
 pub use flake_ref::{FlakeInstallable, FlakeRef};
-pub use policy::{NodePolicy, Realise};
+pub use policy::node_policy::{NodePolicy, Realise};
 pub use volume_attributes::VolumeAttributes;

@@ -10,16 +10,21 @@
 //!
 //! Exactly one of `flakeRef`, `storePaths` and `packages` is required. Any other attribute is an
 //! error that lists the valid ones, except the `csi.storage.k8s.io/*` keys a kubelet adds when
-//! the driver asks for pod info on mount; those are read into [`PodInfo`] (for GC root names and
-//! log context) and never change what is mounted.
+//! the driver asks for pod info on mount (`podInfoOnMount: true`); those are read into
+//! [`PodInfo`] (for GC root names and log context), and the pod's namespace picks the node
+//! policy's settings for that namespace. The kubelet writes its pod info keys over any a pod
+//! author put in `volumeAttributes`, so with `podInfoOnMount` the namespace cannot be spoofed.
 
 use std::collections::BTreeMap;
 
 use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
+use crate::request::clipped::Clipped;
 use crate::request::container_request::{PackageNameError, Request, Source};
 use crate::request::duration::DurationError;
 use crate::request::flake_ref::InstallableError;
-use crate::request::policy::{NodePolicy, RefNotAllowed};
+use crate::request::flake_ref::error::Shown;
+use crate::request::policy::node_policy::NodePolicy;
+use crate::request::policy::policy_scope::RefNotAllowed;
 use crate::store::store_path::StorePathError;
 
 /// The attribute naming a flake installable.
@@ -53,8 +58,9 @@ const ANNOTATION_KEYS: [(&str, &str); 4] = [
 #[non_exhaustive]
 pub enum VolumeAttributeError {
     #[error(
-        "unknown volume attribute `{attribute}`; valid attributes are flakeRef, storePaths, \
-         packages and timeout (and the csi.storage.k8s.io/* pod info keys)"
+        "unknown volume attribute `{}`; valid attributes are flakeRef, storePaths, \
+         packages and timeout (and the csi.storage.k8s.io/* pod info keys)",
+        Shown(.attribute)
     )]
     Unknown { attribute: String },
     #[error(
@@ -71,30 +77,30 @@ pub enum VolumeAttributeError {
         attribute: String,
         expected: &'static str,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     Flake {
         attribute: String,
         source: InstallableError,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     StorePath {
         attribute: String,
         source: StorePathError,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     Package {
         attribute: String,
         source: PackageNameError,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     Timeout {
         attribute: String,
         source: DurationError,
     },
-    #[error("volume attribute `{attribute}`: {source}")]
+    #[error("volume attribute `{attribute}`: {}", Clipped(.source))]
     NotAllowed {
         attribute: String,
-        source: RefNotAllowed,
+        source: Box<RefNotAllowed>,
     },
     #[error(
         "volume attribute `{attribute}`: this node has no package set configured \
@@ -102,7 +108,7 @@ pub enum VolumeAttributeError {
     )]
     NoPackageSet { attribute: String },
     /// A rule of the annotation parser without an attribute-specific form.
-    #[error("volume attribute `{attribute}`: {message}")]
+    #[error("volume attribute `{}`: {}", Shown(.attribute), Clipped(.message))]
     Invalid { attribute: String, message: String },
 }
 
@@ -179,22 +185,26 @@ impl VolumeAttributes {
             annotations.insert(format!("{PREFIX}{key}"), value.clone());
         }
         let parsed = PodAnnotations::parse(&annotations).map_err(from_annotation_error)?;
-        let request = parsed
+        let mut request = parsed
             .request_for(VOLUME_CONTAINER)
             .map_err(from_annotation_error)?
             .ok_or(VolumeAttributeError::NoSource)?;
+        request.namespace = pod.namespace.clone();
         Ok(Self { request, pod })
     }
 
-    /// Checks the request against the node policy: flake refs must have an allowed prefix and
-    /// `packages` needs a configured package set.
+    /// Checks the request against the node policy's settings for the pod's namespace: flake refs
+    /// must be allowed and `packages` needs a configured package set. The resolver checks the
+    /// flake ref again, the same way; this check only fails early, naming the attribute.
     pub fn check_policy(&self, policy: &NodePolicy) -> Result<(), VolumeAttributeError> {
+        let scope = policy.scope(self.request.namespace.as_deref());
         match &self.request.source {
-            Source::Flake(installable) => policy
-                .check_flake_ref(&installable.flake.to_string())
+            Source::Flake(installable) => scope
+                .check_flake_ref(&installable.flake)
+                .map(|_| ())
                 .map_err(|source| VolumeAttributeError::NotAllowed {
                     attribute: FLAKE_REF.to_owned(),
-                    source,
+                    source: Box::new(source),
                 }),
             Source::Packages(_) if policy.package_set.is_none() => {
                 Err(VolumeAttributeError::NoPackageSet {
@@ -272,6 +282,7 @@ fn from_annotation_error(error: AnnotationError) -> VolumeAttributeError {
         other => {
             let attribute = match &other {
                 AnnotationError::InvalidContainerName { key, .. }
+                | AnnotationError::ValueTooLong { key, .. }
                 | AnnotationError::PassthroughConflict { key, .. }
                 | AnnotationError::EntrypointWithoutSource { key, .. } => attribute_of(key),
                 _ => String::from("volumeAttributes"),
@@ -382,7 +393,7 @@ mod tests {
 
     #[test]
     fn policy_refuses_disallowed_prefixes_and_missing_package_sets() {
-        let policy = NodePolicy::from_toml("", Path::new("/etc/containix/config.toml")).unwrap();
+        let policy = NodePolicy::from_toml("", Path::new("/etc/containix/policy.toml")).unwrap();
         let allowed = parse(&[(FLAKE_REF, "github:org/app")]).unwrap();
         assert_eq!(allowed.check_policy(&policy), Ok(()));
         let local = parse(&[(FLAKE_REF, "path:/etc")]).unwrap();
@@ -397,5 +408,167 @@ mod tests {
         assert_eq!(err.attribute(), Some(PACKAGES));
         let paths = parse(&[(STORE_PATHS, APP)]).unwrap();
         assert_eq!(paths.check_policy(&policy), Ok(()));
+    }
+
+    /// The CSI volume attribute surface against hostile values (issue: adversarial inputs):
+    /// every row refused naming the attribute, in one short line, or proven harmless.
+    #[test]
+    fn hostile_volume_attributes_are_refused_naming_the_attribute_or_are_harmless() {
+        let policy = NodePolicy::from_toml(
+            "[namespaces.team-a]\nallowed-flake-prefixes = [\"github:team-a/\"]\n",
+            Path::new("/etc/containix/policy.toml"),
+        )
+        .unwrap();
+        let mib = "a".repeat(1 << 20);
+        let big_flake = format!("github:{mib}/r");
+        let dotdot = format!("{APP}/../../etc");
+        #[rustfmt::skip]
+        type Row<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+        let refused: Vec<Row<'_>> = vec![
+            (vec![(FLAKE_REF, "-x")], FLAKE_REF, "starts with `-`"),
+            (vec![(FLAKE_REF, "--option")], FLAKE_REF, "starts with `-`"),
+            (
+                vec![(FLAKE_REF, "github:o/r\0")],
+                FLAKE_REF,
+                "character '\\0'",
+            ),
+            (
+                vec![(FLAKE_REF, "github:o/\nr")],
+                FLAKE_REF,
+                "character '\\n'",
+            ),
+            (
+                vec![(FLAKE_REF, &big_flake)],
+                FLAKE_REF,
+                "bytes long; at most 65536",
+            ),
+            (
+                vec![(FLAKE_REF, "github:o/r?dir=../..")],
+                FLAKE_REF,
+                "invalid dir `../..`",
+            ),
+            (vec![(FLAKE_REF, "GITHUB:o/r")], FLAKE_REF, "unknown scheme"),
+            (
+                vec![(FLAKE_REF, "flake:nixpkgs")],
+                FLAKE_REF,
+                "no rule allows `flake:` refs",
+            ),
+            (
+                vec![(FLAKE_REF, "nixpkgs")],
+                FLAKE_REF,
+                "no rule allows `flake:` refs",
+            ),
+            (
+                vec![(FLAKE_REF, "github:o/r?host=evil.example")],
+                FLAKE_REF,
+                "allows host github.com, not evil.example",
+            ),
+            (
+                vec![(FLAKE_REF, "path:/nix/store/../../etc")],
+                FLAKE_REF,
+                "no rule allows `path:` refs",
+            ),
+            (
+                vec![
+                    (FLAKE_REF, "github:other/r"),
+                    ("csi.storage.k8s.io/pod.namespace", "team-a"),
+                ],
+                FLAKE_REF,
+                "for namespace `team-a`",
+            ),
+            (
+                vec![(STORE_PATHS, "/nix/store/../etc")],
+                STORE_PATHS,
+                "store path",
+            ),
+            (
+                vec![(STORE_PATHS, &dotdot)],
+                STORE_PATHS,
+                "names a file inside a store path",
+            ),
+            (
+                vec![(STORE_PATHS, "--option")],
+                STORE_PATHS,
+                "not under /nix/store/",
+            ),
+            (
+                vec![(PACKAGES, "--option")],
+                PACKAGES,
+                "invalid package name",
+            ),
+            (vec![(PACKAGES, "curl")], PACKAGES, "no package set"),
+            (
+                vec![(STORE_PATHS, APP), (TIMEOUT, "1s\0")],
+                TIMEOUT,
+                "duration",
+            ),
+            (
+                vec![(STORE_PATHS, APP), ("flakeref", "github:o/r")],
+                "flakeref",
+                "unknown volume attribute",
+            ),
+            (
+                vec![(STORE_PATHS, APP), ("--option", "x")],
+                "--option",
+                "unknown volume attribute",
+            ),
+            (
+                vec![(STORE_PATHS, APP), ("", "x")],
+                "",
+                "unknown volume attribute ``",
+            ),
+            (
+                vec![(STORE_PATHS, APP), (&mib, "x")],
+                "aaaa",
+                "unknown volume attribute",
+            ),
+            (
+                vec![(STORE_PATHS, APP), ("containix.dev/flake", "github:o/r")],
+                "containix.dev/flake",
+                "unknown volume attribute",
+            ),
+        ];
+        for (pairs, attribute, needle) in refused {
+            let shown: String = format!("{pairs:?}").chars().take(80).collect();
+            let err = match parse(&pairs) {
+                Err(err) => err,
+                Ok(parsed) => parsed.check_policy(&policy).expect_err(&shown),
+            };
+            let message = err.to_string();
+            assert!(message.contains(needle), "{shown}: {message}");
+            assert!(
+                message.contains(&format!("`{attribute}")),
+                "{shown}: {message}"
+            );
+            assert!(message.len() < 1500, "{shown}: {} bytes", message.len());
+            assert!(
+                !message.chars().any(char::is_control),
+                "{shown}: {message:?}"
+            );
+        }
+        // Harmless: surrounding whitespace is trimmed; pod info is only read; an unknown or
+        // malformed namespace gets the node-wide settings.
+        let parsed = parse(&[(FLAKE_REF, " github:o/r\n")]).unwrap();
+        assert_eq!(
+            parsed.request.source,
+            Source::Flake("github:o/r".parse().unwrap())
+        );
+        assert_eq!(parsed.check_policy(&policy), Ok(()));
+        for namespace in ["team-b", "team-a\0", &mib, "kube-system\n--option"] {
+            let parsed = parse(&[
+                (FLAKE_REF, "github:other/r"),
+                ("csi.storage.k8s.io/pod.namespace", namespace),
+                ("csi.storage.k8s.io/pod.name", namespace),
+            ])
+            .unwrap();
+            assert_eq!(parsed.check_policy(&policy), Ok(()), "{:.40}", namespace);
+        }
+        let trimmed = parse(&[
+            (FLAKE_REF, "github:team-a/r"),
+            ("csi.storage.k8s.io/pod.namespace", " team-a\n"),
+        ])
+        .unwrap();
+        assert_eq!(trimmed.request.namespace.as_deref(), Some("team-a"));
+        assert_eq!(trimmed.check_policy(&policy), Ok(()));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::request::flake_ref::FlakeRefError;
-use crate::request::policy::RefNotAllowed;
+use crate::request::policy::policy_scope::RefNotAllowed;
 use crate::resolve::flake_eval::EvalError;
 use crate::store::closure_query::ClosureQueryError;
 use crate::store::daemon::{build_result::BuildStatus, error::DaemonError};
@@ -24,7 +24,7 @@ pub enum ResolveError {
         /// The container.
         container: String,
         /// The refusal, naming the ref and the allowed prefixes.
-        source: RefNotAllowed,
+        source: Box<RefNotAllowed>,
     },
     /// `containix.dev/packages` was used on a node without `package-set`.
     #[error(

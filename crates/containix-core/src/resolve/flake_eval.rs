@@ -18,7 +18,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::request::flake_ref::FlakeInstallable;
-use crate::request::policy::NodePolicy;
+use crate::request::policy::node_policy::NodePolicy;
 use crate::resolve::process_runner::ProcessRunner;
 use crate::store::daemon::ansi::strip_ansi;
 use crate::store::store_path::{StorePath, StorePathError};

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::request::flake_ref::FlakeInstallable;
-use crate::request::policy::Realise;
+use crate::request::policy::node_policy::Realise;
 use crate::store::daemon::{
     client::DaemonClient, derived_path::DerivedPath, error::DaemonError, ops::BuildMode,
 };

@@ -1,9 +1,11 @@
 //! The resolver: from a typed [`Request`] to a [`Resolved`] closure that is valid in the local
 //! store, held by the daemon until the caller has rooted it.
 //!
-//! - `Source::Flake`: the node policy checks the canonical flake ref, `nix eval` gives the
-//!   derivation and outputs, and the daemon builds (`Realise::Build`) or only substitutes
-//!   (`Realise::Substitute`) them.
+//! - `Source::Flake`: the node policy (the settings of the request's namespace) checks the
+//!   parsed flake ref against its allowed prefixes, resolving local paths on the node; `nix
+//!   eval` gives the derivation and outputs of the ref the policy checked (local paths written
+//!   as resolved), and the daemon builds (`Realise::Build`) or only substitutes
+//!   (`Realise::Substitute`) them, as the namespace's settings allow.
 //! - `Source::StorePaths`: the daemon substitutes whatever is missing; nothing is evaluated or
 //!   built.
 //! - `Source::Packages`: each name is evaluated in the policy's package set and realised like
@@ -28,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::request::container_request::{PackageName, Request, Source};
 use crate::request::flake_ref::{AttrPath, FlakeInstallable, FlakeRef};
-use crate::request::policy::NodePolicy;
+use crate::request::policy::node_policy::{NodePolicy, Realise};
 use crate::store::daemon::{client::DaemonClient, error::DaemonError};
 use crate::store::drv_name::parse_drv_name;
 use crate::store::gc_roots::{GcRootError, GcRoots};
@@ -182,10 +184,7 @@ impl Resolver {
                     package_version: version.map(str::to_owned),
                 }));
             }
-            Source::Flake(installable) => {
-                self.check_flake(request, installable)?;
-                vec![installable.clone()]
-            }
+            Source::Flake(installable) => vec![self.allowed_installable(request, installable)?],
             Source::Packages(names) => self.package_installables(request, names)?,
         };
         let mut roots = Vec::new();
@@ -217,18 +216,31 @@ impl Resolver {
         }))
     }
 
-    /// Refuses a flake the node policy does not allow.
-    fn check_flake(
+    /// The installable to evaluate for `installable`, once the node policy (of the request's
+    /// namespace) allows it: its flake ref as the rule resolved it (a local folder with its
+    /// symlinks and `..` resolved), so Nix reads exactly what was checked.
+    fn allowed_installable(
         &self,
         request: &Request,
         installable: &FlakeInstallable,
-    ) -> Result<(), ResolveError> {
-        self.policy
-            .check_flake_ref(&installable.flake.to_nix_arg())
+    ) -> Result<FlakeInstallable, ResolveError> {
+        let scope = self.policy.scope(request.namespace.as_deref());
+        let allowed = scope
+            .check_flake_ref(&installable.flake)
             .map_err(|source| ResolveError::NotAllowed {
                 container: request.container.clone(),
-                source,
-            })
+                source: Box::new(source),
+            })?;
+        tracing::debug!(
+            flake = %installable.flake,
+            rule = %allowed.rule,
+            evaluated = %allowed.evaluated,
+            "flake ref allowed"
+        );
+        Ok(FlakeInstallable {
+            flake: allowed.evaluated,
+            attr: installable.attr.clone(),
+        })
     }
 
     async fn resolve_inner(
@@ -236,20 +248,23 @@ impl Resolver {
         request: &Request,
         progress: Option<&watch::Sender<ResolveProgress>>,
     ) -> Result<Resolution, ResolveError> {
+        let scope = self.policy.scope(request.namespace.as_deref());
         let run = Run {
             container: &request.container,
-            deadline: Deadline::after(self.policy.effective_timeout(request.timeout)),
+            deadline: Deadline::after(scope.effective_timeout(request.timeout)),
             progress,
         };
+        let realise = scope.realise();
         match &request.source {
             Source::Flake(installable) => {
-                self.check_flake(request, installable)?;
-                self.resolve_installables(&run, std::slice::from_ref(installable))
+                let installable = self.allowed_installable(request, installable)?;
+                self.resolve_installables(&run, realise, std::slice::from_ref(&installable))
                     .await
             }
             Source::Packages(names) => {
                 let installables = self.package_installables(request, names)?;
-                self.resolve_installables(&run, &installables).await
+                self.resolve_installables(&run, realise, &installables)
+                    .await
             }
             Source::StorePaths(paths) => self.resolve_store_paths(&run, paths).await,
         }
@@ -308,6 +323,7 @@ impl Resolver {
     async fn resolve_installables(
         &self,
         run: &Run<'_>,
+        realise: Realise,
         installables: &[FlakeInstallable],
     ) -> Result<Resolution, ResolveError> {
         let mut targets = Vec::with_capacity(installables.len());
@@ -321,8 +337,7 @@ impl Resolver {
         }
         let mut client = self.connect(run).await?;
         for target in &mut targets {
-            let realised =
-                realise::realise_target(&mut client, run, self.policy.realise, target).await?;
+            let realised = realise::realise_target(&mut client, run, realise, target).await?;
             if !realised {
                 // The derivation is gone (collected after evaluation, or a stale cache entry):
                 // evaluate afresh, once.
@@ -332,7 +347,7 @@ impl Resolver {
                 let (evaluation, cached) = self.evaluate(run, &target.installable, false).await?;
                 target.evaluation = evaluation;
                 target.cached = cached;
-                if !realise::realise_target(&mut client, run, self.policy.realise, target).await? {
+                if !realise::realise_target(&mut client, run, realise, target).await? {
                     return Err(ResolveError::Daemon {
                         container: run.container.to_owned(),
                         step: Step::Building(vec![target.evaluation.drv_path.clone()]),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::error::NodeInstallError;
 use super::plan::{NodePlan, NodeStep};
-use crate::request::policy::DOCUMENTED_DEFAULTS;
+use crate::request::policy::policy_file::DOCUMENTED_DEFAULTS;
 
 /// Applies `plan`'s steps in order, stopping at the first failure (every step is safe to
 /// repeat, so running the install again completes it).
@@ -37,6 +37,9 @@ fn apply_step(step: &NodeStep) -> Result<(), NodeInstallError> {
         }
         NodeStep::RemovePolicy { path } => {
             remove_file(path)?;
+            if let Some(old) = super::node_state::legacy_policy(path) {
+                remove_file(&old)?;
+            }
             // A `containix` directory (`/etc/containix`) is ours: purge it too once it is empty.
             // Anything the operator put there keeps it, so a refusal is not an error. A policy
             // named elsewhere (`--policy /etc/node.toml`) lives in a directory that is not ours.
@@ -123,7 +126,7 @@ mod tests {
             containerd_config: dir.join("etc/containerd/config.toml"),
             config_form: super::super::containerd_target::ConfigForm::Toml,
             shim_dir: dir.join("usr/local/bin"),
-            policy: dir.join("etc/containix/config.toml"),
+            policy: dir.join("etc/containix/policy.toml"),
         };
         let shim = dir.join("dist/containerd-shim-containix-v1");
         std::fs::create_dir_all(shim.parent().unwrap()).unwrap();
@@ -182,7 +185,7 @@ mod tests {
             [
                 "dist/containerd-shim-containix-v1",
                 "etc/containerd/config.toml",
-                "etc/containix/config.toml",
+                "etc/containix/policy.toml",
                 "usr/local/bin/containerd-shim-containix-v1",
             ]
         );

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use super::containerd_target::ConfigForm;
 use super::error::NodeInstallError;
 use crate::node::containerd_config::{DEFAULT_CONFIG_PATH, SHIM_BINARY};
-use crate::request::policy::DEFAULT_POLICY_PATH;
+use crate::request::policy::policy_location::{DEFAULT_POLICY_PATH, LEGACY_POLICY_PATH};
 
 /// Where the shim goes unless told otherwise: on the PATH of every systemd unit.
 pub const DEFAULT_SHIM_DIR: &str = "/usr/local/bin";
@@ -51,6 +51,16 @@ impl NodePaths {
             policy: under_root(root, &self.policy)?,
         })
     }
+}
+
+/// The old policy file beside `policy` when `policy` is the default location (under any host
+/// root): `/etc/containix/config.toml` for `/etc/containix/policy.toml`.
+pub fn legacy_policy(policy: &Path) -> Option<PathBuf> {
+    let relative = |path: &'static str| path.trim_start_matches('/');
+    let old = Path::new(relative(LEGACY_POLICY_PATH));
+    policy
+        .ends_with(relative(DEFAULT_POLICY_PATH))
+        .then(|| policy.with_file_name(old.file_name().unwrap_or_default()))
 }
 
 /// The absolute node path `path` as seen from a container with the host's `/` at `root`.
@@ -119,7 +129,10 @@ impl NodeState {
                 _ => ShimState::Different,
             },
         };
-        let policy_exists = paths.policy.symlink_metadata().is_ok();
+        // A node still on the old policy location has a policy: writing the defaults to the new
+        // one would shadow it.
+        let policy_exists = paths.policy.symlink_metadata().is_ok()
+            || legacy_policy(&paths.policy).is_some_and(|old| old.symlink_metadata().is_ok());
         Ok(NodeState {
             containerd_config,
             shim,
@@ -211,7 +224,12 @@ mod tests {
             paths.shim(),
             Path::new("/host/usr/local/bin/containerd-shim-containix-v1")
         );
-        assert_eq!(paths.policy, Path::new("/host/etc/containix/config.toml"));
+        assert_eq!(paths.policy, Path::new("/host/etc/containix/policy.toml"));
+        assert_eq!(
+            legacy_policy(&paths.policy).unwrap(),
+            Path::new("/host/etc/containix/config.toml")
+        );
+        assert_eq!(legacy_policy(Path::new("/etc/node.toml")), None);
         let relative = NodePaths {
             shim_dir: PathBuf::from("bin"),
             ..NodePaths::default()
@@ -230,7 +248,7 @@ mod tests {
             containerd_config: dir.path().join("etc/containerd/config.toml"),
             config_form: ConfigForm::Toml,
             shim_dir: dir.path().join("bin"),
-            policy: dir.path().join("etc/containix/config.toml"),
+            policy: dir.path().join("etc/containix/policy.toml"),
         };
         let source = dir.path().join("shim");
         std::fs::write(&source, vec![7u8; 200_000]).unwrap();
@@ -268,5 +286,11 @@ mod tests {
         assert!(err.to_string().contains("not an executable file"), "{err}");
         let err = NodeState::read(&paths, Some(&dir.path().join("nope"))).unwrap_err();
         assert!(err.to_string().contains("--shim"), "{err}");
+
+        // A policy at the old location counts: the defaults are not written over it.
+        let old = dir.path().join("etc/containix/config.toml");
+        std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+        std::fs::write(&old, "realise = \"build\"\n").unwrap();
+        assert!(NodeState::read(&paths, None).unwrap().policy_exists);
     }
 }

@@ -72,6 +72,7 @@ fn valid_annotations_give_the_expected_requests() {
             source,
             entrypoint,
             timeout: timeout.map(Duration::from_secs),
+            namespace: None,
         });
         assert_eq!(
             request(&pairs, container),
@@ -282,4 +283,146 @@ proptest! {
             prop_assert_eq!(reparsed, parsed);
         }
     }
+}
+
+/// What a hostile annotation must lead to.
+enum Expect {
+    /// Refused by the annotation parser, with this text in the error.
+    Refused(&'static str),
+    /// Parsed, then refused by the built-in node policy with this text.
+    RefusedByPolicy(&'static str),
+    /// Harmless: parsed to exactly this source.
+    Parses(Box<Source>),
+}
+
+/// The pod annotation surface against hostile values (issue: adversarial inputs). Every row is
+/// refused with an error naming the key that stays one short line, or proven harmless.
+#[test]
+fn hostile_annotations_are_refused_naming_the_key_or_are_harmless() {
+    use crate::request::policy::node_policy::NodePolicy;
+    let mib = "a".repeat(1 << 20);
+    let big_flake = format!("github:{mib}/r");
+    let big_paths = format!("{APP} ").repeat((1 << 20) / APP.len());
+    let long_entrypoint = "a".repeat(5000);
+    let long_key = format!("containix.dev/{mib}");
+    let dotdot = format!("{APP}/../../../etc");
+    let nul_path = format!("{APP}\0");
+    let two = format!("{APP}\n{LIB}");
+    let store = |paths: &[&str]| {
+        Source::StorePaths(paths.iter().map(|p| StorePath::parse(p).unwrap()).collect())
+    };
+    #[rustfmt::skip]
+    let rows: Vec<(&str, &str, Expect)> = vec![
+        ("containix.dev/flake", "-x", Expect::Refused("starts with `-`")),
+        ("containix.dev/flake", "--option", Expect::Refused("starts with `-`")),
+        ("containix.dev/flake", "--option substituters http://evil", Expect::Refused("starts with `-`")),
+        ("containix.dev/flake", "github:o/r\0", Expect::Refused("character '\\0'")),
+        ("containix.dev/flake", "github:o/\nr", Expect::Refused("character '\\n'")),
+        ("containix.dev/flake", "github:o/r\u{1b}[2J", Expect::Refused("character '\\u{1b}'")),
+        ("containix.dev/flake", "github:o/r\u{7f}", Expect::Refused("is not allowed")),
+        ("containix.dev/flake", &big_flake, Expect::Refused("1048585 bytes long; at most 65536")),
+        ("containix.dev/flake", "github:o/r?dir=../..", Expect::Refused("invalid dir `../..`")),
+        ("containix.dev/flake", "path:/nix/store?dir=../..", Expect::Refused("invalid dir `../..`")),
+        ("containix.dev/flake", "github:o/r?dir=%2E%2E/%2E%2E", Expect::Refused("invalid dir `../..`")),
+        ("containix.dev/flake", "github:o/r?submodules=1", Expect::Refused("unsupported attribute `submodules`")),
+        ("containix.dev/flake", "github:o/r#--option", Expect::Refused("starts with `-`")),
+        ("containix.dev/flake", "GITHUB:o/r", Expect::Refused("unknown scheme `GITHUB:`")),
+        ("containix.dev/flake", "Github:o/r", Expect::Refused("unknown scheme `Github:`")),
+        ("containix.dev/flake", "github:o%2F..%2Fx/r", Expect::Refused("invalid owner")),
+        ("containix.dev/flake", "flake:nixpkgs", Expect::RefusedByPolicy("no rule allows `flake:` refs")),
+        ("containix.dev/flake", "nixpkgs#hello", Expect::RefusedByPolicy("no rule allows `flake:` refs")),
+        ("containix.dev/flake", "github:o/r?host=evil.example", Expect::RefusedByPolicy("rule `github:` allows host github.com, not evil.example")),
+        ("containix.dev/flake", "path:/nix/store/../../etc", Expect::RefusedByPolicy("no rule allows `path:` refs")),
+        ("containix.dev/flake", "/etc", Expect::RefusedByPolicy("no rule allows `path:` refs")),
+        ("containix.dev/flake", "git+https://github.com/o/../../evil/r", Expect::RefusedByPolicy("`..` segment")),
+        ("containix.dev/flake", " github:o/r\n", Expect::Parses(Box::new(flake("github:o/r")))),
+        ("containix.dev/flake", "\tgithub:o/r ", Expect::Parses(Box::new(flake("github:o/r")))),
+        ("containix.dev/store-paths", "/nix/store/../etc", Expect::Refused("store path")),
+        ("containix.dev/store-paths", &dotdot, Expect::Refused("names a file inside a store path")),
+        ("containix.dev/store-paths", "--option", Expect::Refused("is not under /nix/store/")),
+        ("containix.dev/store-paths", "-/nix/store/x", Expect::Refused("is not under /nix/store/")),
+        ("containix.dev/store-paths", &nul_path, Expect::Refused("store path")),
+        ("containix.dev/store-paths", &big_paths, Expect::Refused("bytes long; at most 65536")),
+        ("containix.dev/store-paths", &two, Expect::Parses(Box::new(store(&[APP, LIB])))),
+        ("containix.dev/packages", "--option", Expect::Refused("invalid package name \"--option\"")),
+        ("containix.dev/packages", "-x", Expect::Refused("invalid package name")),
+        ("containix.dev/packages", "curl;rm", Expect::Refused("invalid package name")),
+        ("containix.dev/packages", "$(id)", Expect::Refused("invalid package name")),
+        ("containix.dev/packages", "curl\0", Expect::Refused("invalid package name")),
+        ("containix.dev/packages", "curl\njq", Expect::Parses(Box::new(packages(&["curl", "jq"])))),
+        ("containix.dev/entrypoint", "-rf", Expect::Refused("starts with `-`")),
+        ("containix.dev/entrypoint", "--option", Expect::Refused("starts with `-`")),
+        ("containix.dev/entrypoint", "/bin/../etc/passwd", Expect::Refused("`..` segment")),
+        ("containix.dev/entrypoint", "app\0", Expect::Refused("control character")),
+        ("containix.dev/entrypoint", "/bin/sh -c id", Expect::Refused("whitespace")),
+        ("containix.dev/entrypoint", &long_entrypoint, Expect::Refused("5000 bytes long")),
+        ("containix.dev/timeout", "-5s", Expect::Refused("containix.dev/timeout")),
+        ("containix.dev/timeout", "1s\0", Expect::Refused("containix.dev/timeout")),
+        ("containix.dev/timeout", "99999999999999999999h", Expect::Refused("too long")),
+        ("containix.dev/passthrough", "-x", Expect::Refused("invalid container name")),
+        ("containix.dev/passthrough", "a\0", Expect::Refused("invalid container name")),
+        ("containix.dev/namespace", "kube-system", Expect::Refused("unknown annotation `containix.dev/namespace`")),
+        ("containix.dev/flake\0", "github:o/r", Expect::Refused("unknown annotation `containix.dev/flake\\u{0}`")),
+        ("containix.dev/flake\n", "github:o/r", Expect::Refused("unknown annotation `containix.dev/flake\\n`")),
+        ("containix.dev/flake.-web", "github:o/r", Expect::Refused("invalid container name \"-web\"")),
+        ("containix.dev/FLAKE", "github:o/r", Expect::Refused("unknown annotation `containix.dev/FLAKE`")),
+        ("containix.dev/ flake", "github:o/r", Expect::Refused("unknown annotation")),
+        (&long_key, "x", Expect::Refused("unknown annotation `containix.dev/aaaa")),
+    ];
+    let policy = NodePolicy::default();
+    for (key, value, expect) in rows {
+        let shown: String = format!("{key:?}={value:?}").chars().take(80).collect();
+        let parsed = PodAnnotations::parse(&map(&[(key, value)]));
+        let message = match (&parsed, &expect) {
+            (Err(err), Expect::Refused(needle)) => {
+                let message = err.to_string();
+                assert!(message.contains(needle), "{shown}: {message}");
+                let key_start: String = key.chars().take(20).collect();
+                let key_shown = key_start.escape_default().to_string();
+                assert!(
+                    message.contains(&key_shown),
+                    "{shown}: names the key: {message}"
+                );
+                message
+            }
+            (Ok(parsed), Expect::RefusedByPolicy(needle)) => {
+                let request = parsed.request_for("app").unwrap().unwrap();
+                let Source::Flake(installable) = &request.source else {
+                    panic!("{shown}: {:?}", request.source);
+                };
+                let err = policy.check_flake_ref(&installable.flake).unwrap_err();
+                let message = err.to_string();
+                assert!(message.contains(needle), "{shown}: {message}");
+                message
+            }
+            (Ok(parsed), Expect::Parses(source)) => {
+                let request = parsed.request_for("app").unwrap().unwrap();
+                assert_eq!(&request.source, source.as_ref(), "{shown}");
+                assert_eq!(request.namespace, None, "{shown}");
+                continue;
+            }
+            (other, _) => panic!("{shown}: unexpected {other:?}"),
+        };
+        assert!(message.len() < 1500, "{shown}: {} bytes", message.len());
+        assert!(
+            !message.chars().any(char::is_control),
+            "{shown}: a control character in {message:?}"
+        );
+    }
+    // A value under the limit whose canonical form is over it is refused too, so that whatever
+    // parses also parses in canonical form.
+    let quotes = format!("path:/{}", "\"".repeat(MAX_VALUE_BYTES / 2));
+    let err = PodAnnotations::parse(&map(&[("containix.dev/flake", &quotes)])).unwrap_err();
+    assert!(matches!(err, AnnotationError::ValueTooLong { .. }), "{err}");
+    // Annotations outside containix.dev/, even the runtime's own keys, are not read.
+    let spoof = map(&[
+        ("containix.dev/flake", "github:o/r"),
+        ("io.kubernetes.cri.sandbox-namespace", "kube-system"),
+    ]);
+    let request = PodAnnotations::parse(&spoof)
+        .unwrap()
+        .request_for("app")
+        .unwrap()
+        .unwrap();
+    assert_eq!(request.namespace, None);
 }

@@ -20,12 +20,14 @@
 
 mod attr_path;
 mod encoding;
-mod error;
+pub(crate) mod error;
 mod installable;
+mod local_path;
+pub(crate) mod location;
 mod parse;
 mod reference;
 mod source;
-mod syntax;
+pub(crate) mod syntax;
 #[cfg(test)]
 mod tests;
 
@@ -34,5 +36,6 @@ pub use error::{
     AttrPathError, AttrPathErrorKind, FlakeRefError, FlakeRefErrorKind, InstallableError,
 };
 pub use installable::FlakeInstallable;
+pub use location::{FetchLocation, LocationError};
 pub use reference::FlakeRef;
 pub use source::{FetchTransport, FlakeSource, Forge, GitTransport};

@@ -8,7 +8,9 @@ use super::error::FlakeRefError;
 use super::error::FlakeRefErrorKind as Kind;
 use super::reference::FlakeRef;
 use super::source::{FetchTransport, FlakeSource, Forge, GitTransport};
-use super::syntax::{has_archive_extension, is_rev};
+use super::syntax::{
+    has_archive_extension, is_canonical_u64, is_rev, is_valid_host, is_valid_name,
+};
 
 const FORGE_ATTRS: &[&str] = &["dir", "host", "lastModified", "narHash", "ref", "rev"];
 const GIT_ATTRS: &[&str] = &[
@@ -423,16 +425,6 @@ fn url_path(path: &str) -> Result<String, Kind> {
     normalize_encoded(path)
 }
 
-/// A forge owner or repository name, or an SSH user name.
-fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
 /// A Git branch or tag name, as Nix accepts it.
 fn is_valid_ref(name: &str) -> bool {
     name.bytes()
@@ -457,47 +449,6 @@ pub(super) fn is_valid_ref_for_tests(name: &str) -> bool {
 fn is_valid_dir(dir: &str) -> bool {
     dir.split('/')
         .all(|segment| !matches!(segment, "" | "." | ".."))
-}
-
-/// `host[:port]`, where host is a DNS name or a bracketed IPv6 address.
-fn is_valid_host(text: &str) -> bool {
-    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
-        let Some((addr, after)) = v6.split_once(']') else {
-            return false;
-        };
-        if addr.is_empty()
-            || !addr
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
-        {
-            return false;
-        }
-        match after {
-            "" => ("v6", None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => ("v6", Some(port)),
-                None => return false,
-            },
-        }
-    } else {
-        match text.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (text, None),
-        }
-    };
-    let host_ok = !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    let port_ok = port.is_none_or(|port| {
-        is_canonical_u64(port) && port.parse::<u16>().is_ok_and(|port| port > 0)
-    });
-    host_ok && port_ok
 }
 
 /// An SRI hash: `sha1-`, `sha256-` or `sha512-` and the padded base64 of the digest.
@@ -537,12 +488,4 @@ fn last_symbol_has_zero_tail_bits(body: &str, padding: usize) -> bool {
     };
     let unused_bits = [0, 2, 4][padding];
     value & ((1 << unused_bits) - 1) == 0
-}
-
-/// A decimal `u64` without sign or leading zeros.
-fn is_canonical_u64(text: &str) -> bool {
-    !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'))
-        && text.parse::<u64>().is_ok()
 }

@@ -18,6 +18,16 @@ impl Forge {
             Forge::SourceHut => "sourcehut",
         }
     }
+
+    /// The host Nix fetches from when a ref has no `?host=`: `github.com`, `gitlab.com` or
+    /// `git.sr.ht`.
+    pub fn default_host(self) -> &'static str {
+        match self {
+            Forge::GitHub => "github.com",
+            Forge::GitLab => "gitlab.com",
+            Forge::SourceHut => "git.sr.ht",
+        }
+    }
 }
 
 /// How a Git repository is reached.

@@ -507,3 +507,104 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A local ref rewritten to a resolved path (what the node policy hands to Nix) prints and
+    /// parses back to the same value, keeps its type and attributes, and names that path.
+    #[test]
+    fn local_refs_rewritten_to_a_resolved_path_round_trip(
+        flake in flake_ref(),
+        segments in prop::collection::vec(decoded_path_segment(), 1..4),
+        subdir in prop::option::of(prop::collection::vec(name(), 1..3)),
+        shallow in any::<bool>(),
+    ) {
+        let path = format!("/{}", segments.join("/"));
+        let Some(rewritten) = flake.with_local_path(&path) else {
+            let local = flake.is_local();
+            prop_assert!(!local, "a local ref takes an absolute path");
+            return Ok(());
+        };
+        prop_assert_eq!(rewritten.type_name(), flake.type_name());
+        prop_assert_eq!(rewritten.attrs(), flake.attrs());
+        let printed = rewritten.to_string();
+        let reparsed = FlakeRef::parse(&printed).map_err(|e| TestCaseError::fail(format!("{printed}: {e}")))?;
+        prop_assert_eq!(&reparsed, &rewritten);
+        match reparsed.fetch_location().unwrap() {
+            FetchLocation::Local { path: named, bare, .. } => {
+                prop_assert_eq!(named, path.clone());
+                prop_assert!(!bare);
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+        let bare = FlakeRef::parse(&format!("/{}", "x")).unwrap();
+        let subdir = subdir.map(|s| s.join("/")).unwrap_or_default();
+        let checkout = bare.as_git_checkout(&path, &subdir, shallow).unwrap();
+        let printed = checkout.to_string();
+        let reparsed = FlakeRef::parse(&printed).map_err(|e| TestCaseError::fail(format!("{printed}: {e}")))?;
+        prop_assert_eq!(&reparsed, &checkout);
+        prop_assert_eq!(reparsed.scheme(), "git+file");
+        prop_assert_eq!(reparsed.dir(), (!subdir.is_empty()).then_some(subdir.as_str()));
+    }
+}
+
+#[test]
+fn fetch_locations_fold_in_what_decides_the_host() {
+    let location = |text: &str| FlakeRef::parse(text).unwrap().fetch_location();
+    assert_eq!(
+        location("github:o/r?host=GHE.example.com:8443").unwrap(),
+        FetchLocation::Forge {
+            forge: Forge::GitHub,
+            host: "ghe.example.com:8443".into(),
+            path: vec!["o".into(), "r".into()],
+        }
+    );
+    assert_eq!(
+        location("gitlab:a%2Fb/r").unwrap(),
+        FetchLocation::Forge {
+            forge: Forge::GitLab,
+            host: "gitlab.com".into(),
+            path: vec!["a".into(), "b".into(), "r".into()],
+        }
+    );
+    assert_eq!(
+        location("git+ssh://git@[2001:db8::1]:22/srv/r%5Bx").unwrap(),
+        FetchLocation::Remote {
+            scheme: "git+ssh",
+            user: Some("git".into()),
+            host: "[2001:db8::1]".into(),
+            port: None,
+            path: vec!["srv".into(), "r[x".into()],
+        }
+    );
+    assert_eq!(
+        location("https://Example.org:8443/a/b.tar.gz").unwrap(),
+        FetchLocation::Remote {
+            scheme: "tarball+https",
+            user: None,
+            host: "example.org".into(),
+            port: Some(8443),
+            path: vec!["a".into(), "b.tar.gz".into()],
+        }
+    );
+    assert_eq!(
+        location("git+file:///srv/a%5Bb").unwrap(),
+        FetchLocation::Local {
+            scheme: "git+file",
+            path: "/srv/a[b".into(),
+            bare: false,
+        }
+    );
+    for bad in [
+        "git+https://h.example/a/../b",
+        "git+https://h.example/a/%2E/b",
+        "git+https://h.example/a%2Fb",
+        "https://h.example//b.tar.gz",
+    ] {
+        assert!(location(bad).is_err(), "{bad}");
+    }
+    assert!(
+        FlakeRef::parse("git+https://h/r?submodules=1")
+            .unwrap()
+            .fetches_submodules()
+    );
+}
