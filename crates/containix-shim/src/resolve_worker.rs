@@ -5,18 +5,27 @@
 //! stops when its resolution is done and handed over, when no pod waits for it any more, or at
 //! the resolution deadline (see `containix_core::resolve::inflight`).
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use containix_core::assemble::detached_worker::{WorkerSpawner, run_detached_with_policy};
+use containix_core::node::containerd_config::RUNTIME_TYPE;
 use containix_core::request::policy::NodePolicy;
 use containix_core::resolve::inflight::board::InflightBoard;
+use tracing::level_filters::LevelFilter;
+
+use crate::logging::LOG_FIFO;
+use crate::logrus_format::LogrusFormat;
 
 /// The argument that makes the shim binary a worker.
 pub const WORKER_ACTION: &str = "containix-resolve";
+
+/// The level the shim logs at, handed to its worker.
+const WORKER_LEVEL_ENV: &str = "CONTAINIX_WORKER_LOG_LEVEL";
 
 /// Starts workers as processes of this same binary.
 #[derive(Debug, Clone)]
@@ -37,19 +46,15 @@ impl ProcessSpawner {
 
 impl WorkerSpawner for ProcessSpawner {
     fn spawn(&self, key: &str) -> io::Result<()> {
-        // The worker's own diagnostics, next to its status; removed with it when it is done.
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.board.work_dir(key).join("worker.log"))?;
         let mut command = Command::new(&self.binary);
         command
             .arg(WORKER_ACTION)
             .arg(key)
+            .env(WORKER_LEVEL_ENV, LevelFilter::current().to_string())
             .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log);
+            .stderr(self.log_destination(key)?);
         // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
         unsafe {
             command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
@@ -59,11 +64,54 @@ impl WorkerSpawner for ProcessSpawner {
     }
 }
 
+impl ProcessSpawner {
+    /// Where the worker's events go: the log fifo containerd reads from this shim (the worker
+    /// writes containerd's line format too, so a build's output reaches containerd's log as the
+    /// shim's own events would), else a file next to the worker's status.
+    fn log_destination(&self, key: &str) -> io::Result<File> {
+        // Non-blocking, so that a fifo nobody reads fails at once instead of hanging the shim.
+        if let Ok(fifo) = OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(LOG_FIFO)
+            && fifo.metadata()?.file_type().is_fifo()
+        {
+            let flags = nix::fcntl::fcntl(&fifo, nix::fcntl::FcntlArg::F_GETFL)?;
+            let mut flags = nix::fcntl::OFlag::from_bits_truncate(flags);
+            flags.remove(nix::fcntl::OFlag::O_NONBLOCK);
+            nix::fcntl::fcntl(&fifo, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+            return Ok(fifo);
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.board.work_dir(key).join("worker.log"))
+    }
+}
+
 /// Runs the worker of `key` under the node policy; the process's exit status.
 pub async fn run(key: &str) -> i32 {
+    // The log fifo's reader goes when the shim that started this worker exits; writing to it
+    // then must fail (and be ignored), not end the worker. The shim handles SIGPIPE itself, and
+    // handled signals are back to their default (terminate) after exec.
+    // SAFETY: setting a signal's disposition to "ignore" touches no memory of this process.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
+    }
+    let level = std::env::var(WORKER_LEVEL_ENV)
+        .ok()
+        .and_then(|level| level.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
     let _ = tracing_subscriber::fmt()
+        // Once the log fifo's reader is gone, a failed write must not be reported on stderr,
+        // which is that same fifo (reporting would panic).
+        .log_internal_errors(false)
+        .event_format(LogrusFormat::new(RUNTIME_TYPE))
+        .with_max_level(level)
         .with_writer(io::stderr)
-        .with_ansi(false)
         .try_init();
     let policy = match NodePolicy::load() {
         Ok(policy) => policy,
