@@ -16,6 +16,7 @@ pub mod mechanism;
 pub mod mount_clone;
 pub mod record;
 pub mod registry;
+pub mod result_holder;
 
 pub use error::ViewError;
 pub use mechanism::ViewMechanism;
