@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::error::ViewError;
 use super::mechanism::{ViewMechanism, first_choice};
 use super::mount_clone::MountClone;
-use super::record::{ViewPaths, ViewRecord, boot_id, view_id, write_atomically};
+use super::record::{UserLease, ViewPaths, ViewRecord, boot_id, view_id, write_atomically};
 use crate::assemble::rootfs::{self, RootfsError};
 use crate::request::view_setting::ViewSetting;
 use crate::resolve::resolved::Resolved;
@@ -62,15 +62,36 @@ impl View {
     }
 }
 
-/// One view as `containix doctor` and the tests list it.
+/// One view as `containix status` and the tests list it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewSummary {
     /// The view's id.
     pub id: String,
     /// Its record; `None` while (or if) it is unfinished.
     pub record: Option<ViewRecord>,
-    /// Its users in this boot.
-    pub users: Vec<String>,
+    /// Its users whose lease holds, by name.
+    pub users: Vec<ViewUser>,
+}
+
+/// A user of a view whose lease holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewUser {
+    /// The container, volume or prefetch.
+    pub name: String,
+    /// Its lease.
+    pub lease: UserLease,
+}
+
+impl PartialEq<str> for ViewUser {
+    fn eq(&self, name: &str) -> bool {
+        self.name == name
+    }
+}
+
+impl PartialEq<&str> for ViewUser {
+    fn eq(&self, name: &&str) -> bool {
+        self.name == *name
+    }
 }
 
 /// What [`StoreViews::sweep`] did.
@@ -143,7 +164,7 @@ impl StoreViews {
             return Ok(None);
         }
         let infos = paths.read_closure()?;
-        add_user(&paths, consumer)?;
+        add_user(&paths, consumer, &UserLease::this_boot())?;
         Ok(Some(View {
             id,
             mechanism: record.mechanism,
@@ -160,6 +181,18 @@ impl StoreViews {
         resolution: Resolution,
         consumer: &str,
     ) -> Result<(View, Resolved), ViewError> {
+        self.acquire_for(resolution, consumer, UserLease::this_boot())
+            .await
+    }
+
+    /// [`acquire`](Self::acquire), with `consumer` counting until `lease` ends instead of for
+    /// this boot (a prefetch keeps a view for a set time, across reboots).
+    pub async fn acquire_for(
+        &self,
+        resolution: Resolution,
+        consumer: &str,
+        lease: UserLease,
+    ) -> Result<(View, Resolved), ViewError> {
         check_consumer(consumer)?;
         let id = view_id(&resolution.resolved().roots);
         let paths = self.paths(&id);
@@ -169,7 +202,7 @@ impl StoreViews {
             && self.roots_held(&id, &record.roots)
         {
             let infos = paths.read_closure()?;
-            add_user(&paths, consumer)?;
+            add_user(&paths, consumer, &lease)?;
             let view = View {
                 id,
                 mechanism: record.mechanism,
@@ -180,7 +213,7 @@ impl StoreViews {
         }
         // Unfinished, from an earlier boot, or unrooted: start again from nothing.
         remove_files(&id, &paths)?;
-        let result = self.make(&id, &paths, resolution, consumer).await;
+        let result = self.make(&id, &paths, resolution, consumer, &lease).await;
         if result.is_err() {
             // The error that stopped the work matters more than a failed undo.
             let _ = remove_files(&id, &paths);
@@ -196,6 +229,7 @@ impl StoreViews {
         paths: &ViewPaths,
         resolution: Resolution,
         consumer: &str,
+        lease: &UserLease,
     ) -> Result<(View, Resolved), ViewError> {
         let resolved = resolution
             .hold(&self.gc_roots, &Self::gc_consumer(id))
@@ -233,7 +267,7 @@ impl StoreViews {
         };
         let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
         write_atomically(&paths.ready(), &json)?;
-        add_user(paths, consumer)?;
+        add_user(paths, consumer, lease)?;
         tracing::info!(
             view = id,
             mechanism = %mechanism,
@@ -439,18 +473,19 @@ fn check_consumer(consumer: &str) -> Result<(), ViewError> {
     })
 }
 
-fn add_user(paths: &ViewPaths, consumer: &str) -> Result<(), ViewError> {
+fn add_user(paths: &ViewPaths, consumer: &str, lease: &UserLease) -> Result<(), ViewError> {
     let users = paths.users();
     fs::create_dir_all(&users).map_err(|source| ViewError::Io {
         action: "creating",
         path: users.clone(),
         source,
     })?;
-    write_atomically(&users.join(consumer), boot_id().as_bytes())
+    write_atomically(&users.join(consumer), lease.render().as_bytes())
 }
 
-/// The users recorded in this boot; users from earlier boots are removed on the way.
-fn live_users(paths: &ViewPaths) -> Result<Vec<String>, ViewError> {
+/// The users whose lease holds; the others (from an earlier boot, or expired) are removed on
+/// the way.
+fn live_users(paths: &ViewPaths) -> Result<Vec<ViewUser>, ViewError> {
     let dir = paths.users();
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -464,6 +499,9 @@ fn live_users(paths: &ViewPaths) -> Result<Vec<String>, ViewError> {
         }
     };
     let boot = boot_id();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut users = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let Ok(name) = entry.file_name().into_string() else {
@@ -472,14 +510,14 @@ fn live_users(paths: &ViewPaths) -> Result<Vec<String>, ViewError> {
         if name.starts_with('.') {
             continue;
         }
-        let recorded = fs::read_to_string(entry.path()).unwrap_or_default();
-        if recorded.trim() == boot {
-            users.push(name);
+        let lease = UserLease::parse(&fs::read_to_string(entry.path()).unwrap_or_default());
+        if lease.is_live(&boot, now) {
+            users.push(ViewUser { name, lease });
         } else {
             remove_file(&entry.path())?;
         }
     }
-    users.sort();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(users)
 }
 
