@@ -201,3 +201,28 @@ fn troubleshooting_quotes_real_messages() {
         "messages quoted in docs/troubleshooting.md that no source under crates/*/src contains"
     );
 }
+
+/// Every binary answers `--help` and `--version` as containerd-shim-runc-v2 and
+/// csi-driver-host-path do: the text, exit status 0, nothing else done.
+#[test]
+fn every_binary_answers_help_and_version() {
+    let shim = containix_testkit::containerd::find_shim_binary().expect("build containix-shim");
+    let binaries = [
+        ("containix", containix_tests::containix_bin()),
+        ("containerd-shim-containix-v1", shim),
+        ("containix-csi", containix_tests::csi_bin()),
+    ];
+    let version = containix_core::VERSION;
+    for (name, bin) in &binaries {
+        for flag in ["--help", "-h"] {
+            let out = Command::new(bin).arg(flag).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{name} {flag}: {out:?}");
+            assert!(text.contains("Usage: "), "{name} {flag}: {text}");
+        }
+        let out = Command::new(bin).arg("--version").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name} --version: {out:?}");
+        assert_eq!(text.trim(), format!("{name} {version}"), "{name} --version");
+    }
+}

@@ -134,7 +134,10 @@ fn check_node_flake(value: &str, what: &str) {
         .and_then(|rest| rest.strip_prefix(NODE_FLAKES))
         .unwrap_or_else(|| panic!("{what}: {value:?} does not name a flake in {NODE_FLAKES}"));
     let name = rest.split(['?', '#', '/']).next().unwrap();
-    let flake = fixtures::repo_root().join("examples").join(name).join("flake.nix");
+    let flake = fixtures::repo_root()
+        .join("examples")
+        .join(name)
+        .join("flake.nix");
     assert!(flake.is_file(), "{what}: {value:?}: no {}", flake.display());
 }
 
@@ -211,7 +214,10 @@ fn every_manifest_names_an_example_flake_and_resolves_offline() {
                 }
             }
             for paths in &store_paths {
-                assert_eq!(paths, &hello_x86, "{what}: not examples/hello's x86_64-linux output");
+                assert_eq!(
+                    paths, &hello_x86,
+                    "{what}: not examples/hello's x86_64-linux output"
+                );
             }
             if !annotations.is_empty() {
                 let rewritten: serde_json::Map<_, _> = annotations
