@@ -34,6 +34,32 @@ fn workspace_bin(name: &str, env_var: &str) -> PathBuf {
     })
 }
 
+/// Words a message must not say twice in a row of this many: a longer repeat is a clause said
+/// twice (`connecting to the Nix daemon at X: cannot connect to the Nix daemon at X`).
+pub const REPEAT_WORDS: usize = 4;
+
+/// The first run of [`REPEAT_WORDS`] words that `message` says twice (not overlapping), ignoring
+/// case and the punctuation around words; `None` when every clause is said once.
+pub fn repeated_phrase(message: &str) -> Option<String> {
+    let words: Vec<String> = message
+        .split_whitespace()
+        .map(|word| {
+            word.trim_matches(|c: char| "`'\"()[]{},;:.".contains(c))
+                .to_lowercase()
+        })
+        .filter(|word| !word.is_empty())
+        .collect();
+    let n = REPEAT_WORDS;
+    for first in 0..words.len().saturating_sub(n) {
+        for second in first + n..=words.len() - n {
+            if words[first..first + n] == words[second..second + n] {
+                return Some(words[first..first + n].join(" "));
+            }
+        }
+    }
+    None
+}
+
 /// Hang guard for things that should happen promptly; not a performance assertion.
 pub const LIMIT: Duration = Duration::from_secs(60);
 

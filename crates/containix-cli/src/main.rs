@@ -5,6 +5,7 @@ mod base_spec;
 mod cli_policy;
 mod commands;
 mod doctor;
+mod error_chain;
 mod exit_status;
 mod host;
 mod line_diff;
@@ -73,7 +74,7 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::MissingRequiredArgument, err)
             .exit(),
         Err(err) => {
-            eprintln!("containix: {err:#}");
+            eprintln!("containix: {}", error_chain::said_once(&err));
             ExitCode::FAILURE
         }
     }
