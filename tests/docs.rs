@@ -226,3 +226,39 @@ fn every_binary_answers_help_and_version() {
         assert_eq!(text.trim(), format!("{name} {version}"), "{name} --version");
     }
 }
+
+/// The README's and docs/policy.md's lists of the default allowed prefixes are the code's.
+#[test]
+fn documented_default_prefixes_are_the_codes() {
+    use containix_core::request::policy::node_policy::DEFAULT_ALLOWED_PREFIXES;
+    let spans = |list: &[&str]| {
+        list.iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let expected = format!(
+        "By default only remote flake refs are allowed ({}, each at",
+        spans(DEFAULT_ALLOWED_PREFIXES)
+    );
+    assert!(
+        squeeze(&readme).contains(&squeeze(&expected)),
+        "README.md's default prefixes differ from {DEFAULT_ALLOWED_PREFIXES:?}"
+    );
+    let quoted = DEFAULT_ALLOWED_PREFIXES
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let policy = fs::read_to_string(repo_root().join("docs/policy.md")).unwrap();
+    assert!(
+        policy.contains(&format!("`[{quoted}]`")),
+        "docs/policy.md's default differs from {DEFAULT_ALLOWED_PREFIXES:?}"
+    );
+}
+
+/// Runs of whitespace (line breaks included) as one space.
+fn squeeze(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
