@@ -50,6 +50,7 @@ enum Command {
     Policy(commands::policy::Args),
     Config(commands::config::Args),
     Completions(commands::completions::Args),
+    Man(commands::man::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => commands::policy::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::Completions(args) => commands::completions::run(args, Cli::command()),
+        Command::Man(args) => commands::man::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,
@@ -112,9 +114,9 @@ mod tests {
         leaves(&Cli::command(), Vec::new(), &mut all);
         assert_eq!(
             all.len(),
-            13,
+            14,
             "resolve, sbom, assemble, run, spec, image empty|build, doctor, node install|uninstall, \
-             policy check, config show, completions"
+             policy check, config show, completions, man"
         );
         for (words, command) in &all {
             let help = command
@@ -133,7 +135,7 @@ mod tests {
     fn every_command_that_prints_data_can_print_json() {
         // These print JSON always (an SBOM, an OCI spec) or print no data of their own (the
         // program's output, a shell script).
-        let json_always_or_no_data = [["sbom"], ["spec"], ["run"], ["completions"]];
+        let json_always_or_no_data = [["sbom"], ["spec"], ["run"], ["completions"], ["man"]];
         let mut all = Vec::new();
         leaves(&Cli::command(), Vec::new(), &mut all);
         for (words, command) in &all {
