@@ -384,7 +384,7 @@ fn sh_script(body: &str) -> String {
     let mut script = String::from("set -eo pipefail\n");
     for line in body.lines() {
         let expected = line.rsplit_once("# exits ").and_then(|(command, status)| {
-            let status: u8 = status.trim().split_whitespace().next()?.parse().ok()?;
+            let status: u8 = status.split_whitespace().next()?.parse().ok()?;
             Some((command, status))
         });
         match expected {

@@ -815,6 +815,10 @@ fn every_core_error_says_each_cause_once() {
     assert_eq!(repeats, Vec::<String>::new(), "repeated clauses");
 }
 
+/// A failing CLI invocation: its arguments, its environment, and the fix its message must end
+/// with, if one is known.
+type Case<'a> = (Vec<String>, &'a [(&'a str, &'a str)], Option<&'a str>);
+
 /// Runs the CLI with `args` (and `env`) in `dir`; returns its stderr after checking it failed.
 fn failing(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut command = Command::new(containix_bin());
@@ -850,7 +854,7 @@ fn printed_errors_say_each_cause_once_and_end_with_the_fix() {
     let hello = format!("path:{}", repo_root().join("examples/hello").display());
     let missing_path = "/nix/store/00000000000000000000000000000000-missing";
     let unreachable = [("NIX_DAEMON_SOCKET_PATH", "/nonexistent/socket")];
-    let cases: Vec<(Vec<String>, &[(&str, &str)], Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec!["resolve".into(), "--store-paths".into(), HELLO.into()],
             &unreachable,

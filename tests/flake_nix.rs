@@ -305,7 +305,12 @@ fn namespace_suboptions_are_documented_and_every_documented_option_exists() {
         .collect();
     assert_eq!(
         suboptions,
-        ["allowedFlakePrefixes", "realise", "defaultTimeout", "maxTimeout"],
+        [
+            "allowedFlakePrefixes",
+            "realise",
+            "defaultTimeout",
+            "maxTimeout"
+        ],
         "the scan of the namespaces submodule"
     );
     let docs = std::fs::read_to_string(repo_root().join("docs/nixos.md")).unwrap();
@@ -323,7 +328,10 @@ fn namespace_suboptions_are_documented_and_every_documented_option_exists() {
         );
     }
     let options = module_options();
-    for heading in docs.lines().filter_map(|l| l.strip_prefix("### `services.containix.")) {
+    for heading in docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("### `services.containix."))
+    {
         let name = heading.trim_end_matches('`');
         assert!(
             options.iter().any(|o| o == name),
@@ -337,10 +345,9 @@ fn namespace_suboptions_are_documented_and_every_documented_option_exists() {
 #[test]
 fn the_lock_pins_every_input_of_the_flake() {
     let flake = std::fs::read_to_string(repo_root().join("flake.nix")).unwrap();
-    let lock: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("flake.lock")).unwrap(),
-    )
-    .unwrap();
+    let lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("flake.lock")).unwrap())
+            .unwrap();
     assert_eq!(lock["version"], 7);
     let root = lock["root"].as_str().unwrap();
     let inputs = lock["nodes"][root]["inputs"].as_object().unwrap();

@@ -46,7 +46,7 @@ fn cyclonedx_errors(document: &Value) -> Vec<String> {
         .iter_errors(document)
         .map(|error| format!("{}: {error}", error.instance_path()))
         .collect();
-    if !document["version"].as_u64().is_some_and(|v| v >= 1) {
+    if document["version"].as_u64().is_none_or(|v| v < 1) {
         errors.push("/version: missing, or not an integer of at least 1".to_owned());
     }
     if document["$schema"] != "http://cyclonedx.org/schema/bom-1.6.schema.json" {

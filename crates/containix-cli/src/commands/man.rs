@@ -53,7 +53,10 @@ mod tests {
             "containix-man.1",
         ] {
             let text = std::fs::read_to_string(out_dir.join(page)).unwrap();
-            assert!(text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH"), "{page}");
+            assert!(
+                text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH"),
+                "{page}"
+            );
         }
         assert!(!out_dir.join("containix-help.1").exists());
     }
