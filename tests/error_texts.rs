@@ -27,6 +27,7 @@ use containix_core::assemble::view::ViewError;
 use containix_core::image::oci_image::{OciImageBuilder, OciImageError};
 use containix_core::node::containerd_config::edit::EditError;
 use containix_core::node::install::NodeInstallError;
+use containix_core::node::prefetch::PrefetchError;
 use containix_core::request::annotations::PodAnnotations;
 use containix_core::request::container_request::{Entrypoint, PackageName};
 use containix_core::request::duration::parse_duration;
@@ -530,6 +531,21 @@ fn core_samples() -> BTreeMap<&'static str, Vec<String>> {
         add("ResolveError", error.to_string());
     }
     for error in [
+        ResolveError::Empty {
+            container: "prefetch".to_owned(),
+        },
+        ResolveError::Timeout {
+            container: "prefetch".to_owned(),
+            step: Step::Connecting(SOCKET.into()),
+            after: Duration::from_secs(120),
+        },
+    ] {
+        add(
+            "PrefetchError",
+            PrefetchError::Resolve(Box::new(error)).to_string(),
+        );
+    }
+    for error in [
         ClosureError::MissingRoot(hello.clone()),
         ClosureError::MissingReference {
             referrer: hello.clone(),
@@ -678,6 +694,12 @@ fn core_samples() -> BTreeMap<&'static str, Vec<String>> {
     };
     for error in view_errors() {
         add("ViewError", error.to_string());
+    }
+    for error in view_errors() {
+        add(
+            "PrefetchError",
+            PrefetchError::View(Box::new(error)).to_string(),
+        );
     }
     for error in [
         ClosureMountError::MissingFromStore {

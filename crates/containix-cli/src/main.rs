@@ -48,6 +48,8 @@ enum Command {
     Doctor(commands::doctor::Args),
     Node(commands::node::Args),
     Policy(commands::policy::Args),
+    Prefetch(commands::prefetch::Args),
+    Status(commands::status::Args),
     Config(commands::config::Args),
     Completions(commands::completions::Args),
     Man(commands::man::Args),
@@ -66,6 +68,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Node(args) => commands::node::run(args),
         Command::Policy(args) => commands::policy::run(args),
+        Command::Prefetch(args) => commands::prefetch::run(args),
+        Command::Status(args) => commands::status::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::Completions(args) => commands::completions::run(args, Cli::command()),
         Command::Man(args) => commands::man::run(args, Cli::command()),
@@ -114,9 +118,9 @@ mod tests {
         leaves(&Cli::command(), Vec::new(), &mut all);
         assert_eq!(
             all.len(),
-            14,
+            16,
             "resolve, sbom, assemble, run, spec, image empty|build, doctor, node install|uninstall, \
-             policy check, config show, completions, man"
+             policy check, prefetch, status, config show, completions, man"
         );
         for (words, command) in &all {
             let help = command
@@ -149,5 +153,35 @@ mod tests {
                 "containix {words:?} has no --json"
             );
         }
+    }
+
+    /// `containix man` writes a page for the program and each command (the test lives here,
+    /// where `Cli` is, so commands/man.rs need not import main.rs).
+    #[test]
+    fn every_command_gets_a_manual_page() {
+        use std::process::ExitCode;
+
+        use crate::commands::man::{Args, run};
+
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("man");
+        let args = Args {
+            out_dir: out_dir.clone(),
+        };
+        assert_eq!(run(args, Cli::command()).unwrap(), ExitCode::SUCCESS);
+        for page in [
+            "containix.1",
+            "containix-resolve.1",
+            "containix-node-install.1",
+            "containix-completions.1",
+            "containix-man.1",
+        ] {
+            let text = std::fs::read_to_string(out_dir.join(page)).unwrap();
+            assert!(
+                text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH"),
+                "{page}"
+            );
+        }
+        assert!(!out_dir.join("containix-help.1").exists());
     }
 }

@@ -12,6 +12,7 @@ mod logging;
 mod logrus_format;
 mod process;
 mod reaper;
+mod resolve_worker;
 mod runtime_stdio;
 mod service;
 mod spawner;
@@ -36,6 +37,11 @@ async fn main() {
     {
         println!("containerd-shim-containix-v1 {}", containix_core::VERSION);
         return;
+    }
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(resolve_worker::WORKER_ACTION) {
+        let key = args.next().unwrap_or_default();
+        std::process::exit(resolve_worker::run(&key).await);
     }
     containerd_shim::asynchronous::run::<service::ShimService>(RUNTIME_ID, None).await;
 }

@@ -30,34 +30,3 @@ pub fn run(args: Args, command: clap::Command) -> Result<ExitCode> {
         .with_context(|| format!("writing manual pages into {}", args.out_dir.display()))?;
     Ok(ExitCode::SUCCESS)
 }
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    use super::*;
-
-    #[test]
-    fn every_command_gets_a_page() {
-        let dir = tempfile::tempdir().unwrap();
-        let out_dir = dir.path().join("man");
-        let args = Args {
-            out_dir: out_dir.clone(),
-        };
-        assert_eq!(run(args, crate::Cli::command()).unwrap(), ExitCode::SUCCESS);
-        for page in [
-            "containix.1",
-            "containix-resolve.1",
-            "containix-node-install.1",
-            "containix-completions.1",
-            "containix-man.1",
-        ] {
-            let text = std::fs::read_to_string(out_dir.join(page)).unwrap();
-            assert!(
-                text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH"),
-                "{page}"
-            );
-        }
-        assert!(!out_dir.join("containix-help.1").exists());
-    }
-}
