@@ -20,6 +20,7 @@ mod stats;
 mod task;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 /// The runtime name containerd knows this shim by.
 const RUNTIME_ID: &str = containix_core::node::containerd_config::RUNTIME_TYPE;
@@ -28,6 +29,10 @@ const RUNTIME_ID: &str = containix_core::node::containerd_config::RUNTIME_TYPE;
 // work that blocks (container stdio, filling a store view) runs on tokio's blocking threads.
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    if usage::asks_for_help(std::env::args().skip(1)) {
+        print!("{}", usage::USAGE);
+        return;
+    }
     if std::env::args()
         .skip(1)
         .any(|a| matches!(a.as_str(), "-v" | "-version" | "--version"))
