@@ -3,7 +3,10 @@
 //!
 //! Criterion does the measuring; every routine is run through `Bencher::iter_custom`, which
 //! hands its timings to a [`Samples`] as well, so a bench can print its own summary (medians and
-//! ratios) at the end of the run without reading criterion's files.
+//! ratios) at the end of the run without reading criterion's files. [`cri_pods`] holds what the
+//! benches that drive pods through the test node's CRI share.
+
+pub mod cri_pods;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -22,32 +22,38 @@
 //! Then, resident memory: [`IDLE_PODS`] idle pods per handler (busybox `sleep` from the closure,
 //! or from the image), all running at once; the `VmRSS` of the node's
 //! `containerd-shim-containix-v1` processes and of its `containerd-shim-runc-v2` processes is
-//! summed and divided by the number of pods. The container processes themselves are not counted.
+//! summed and divided by the number of pods, and split into anonymous and file-backed pages. The
+//! container processes themselves are not counted.
 //!
 //! Every pod is removed and the node stopped at the end; a panic leaves cleanup to the node's
 //! `Drop`. Run as root with the shim built in the profile the bench runs in (for `cargo bench`,
 //! `cargo build --release -p containix-shim`), or point `CONTAINIX_SHIM_BIN` at one:
 //! `cargo bench -p containix-benches --bench pod_start`.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use containix_benches::cri_pods::{
+    LIMIT, Resident, StartedPod, log_tail, mib, start_to_first_line, store_image,
+};
 use containix_benches::{Samples, Summary};
-use containix_core::image::oci_image::{EMPTY_IMAGE_NAME, ImageLayer, LayerEntry, OciImageBuilder};
+use containix_core::image::oci_image::EMPTY_IMAGE_NAME;
 use containix_testkit::containerd::{
     CONTAINIX_RUNTIME_HANDLER, CONTAINIX_SHIM_BINARY, Containerd, ContainerdOptions,
 };
-use containix_testkit::cri::{ContainerLog, ContainerSpec, CriClient, PodSandboxSpec};
+use containix_testkit::cri::{ContainerSpec, PodSandboxSpec};
 use containix_testkit::fixtures::{self, Built};
 use containix_testkit::nix_cli::NixCommand;
 use containix_testkit::nix_daemon::NixDaemon;
+use containix_testkit::pod::CriPod;
 use criterion::{Criterion, SamplingMode};
 
 /// Samples per variant; each is one pod of a few hundred milliseconds.
 const SAMPLE_SIZE: usize = 10;
 /// Idle pods per handler in the memory measurement.
 const IDLE_PODS: usize = 5;
+/// How many of the largest mappings the memory report lists.
+const MAPPINGS_SHOWN: usize = 6;
 /// The baseline image: the example's closure at its store paths.
 const RUNC_IMAGE: &str = concat!(
     "localhost/containix-bench/hello:",
@@ -59,10 +65,6 @@ const RUNC_RUNTIME_HANDLER: &str = "";
 const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-v2";
 /// What the example prints first.
 const FIRST_LINE: &str = "Hello from containix!";
-/// How often the log file is read while waiting for the first line.
-const LOG_POLL_INTERVAL: Duration = Duration::from_millis(1);
-/// Hang guard for a pod that never prints; not a performance bound.
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// One way of running the example in a pod.
 struct Variant {
@@ -77,92 +79,23 @@ struct Variant {
 }
 
 impl Variant {
-    /// The pod sandbox config for pod `name`, logging to `log_dir`.
-    fn pod(&self, name: &str, log_dir: &Path) -> PodSandboxSpec {
-        self.annotations.iter().fold(
-            PodSandboxSpec::new(name).log_directory(log_dir),
-            |spec, (key, value)| spec.annotation(key, value),
-        )
+    /// The pod sandbox config for pod `name`.
+    fn pod(&self, name: &str) -> PodSandboxSpec {
+        self.annotations
+            .iter()
+            .fold(PodSandboxSpec::new(name), |spec, (key, value)| {
+                spec.annotation(key, value)
+            })
     }
-}
 
-/// A running pod, to be removed as a kubelet does.
-struct Pod {
-    cri: CriClient,
-    id: String,
-}
-
-impl Pod {
-    /// Stops and removes its containers, then the sandbox.
-    async fn remove(self) {
-        let containers = self.cri.list_containers(Some(&self.id)).await;
-        for container in containers.expect("listing the pod's containers") {
-            self.cri
-                .stop_container(&container.id, 0)
-                .await
-                .expect("stopping a container");
-            // StopContainer can return before containerd has recorded the exit of a container
-            // that was exiting by itself; RemoveContainer refuses a running one.
-            self.cri
-                .wait_for_exit(&container.id, LIMIT)
-                .await
-                .expect("the stopped container to exit");
-            self.cri
-                .remove_container(&container.id)
-                .await
-                .expect("removing a container");
-        }
-        self.cri
-            .stop_pod_sandbox(&self.id)
-            .await
-            .expect("stopping the pod");
-        self.cri
-            .remove_pod_sandbox(&self.id)
-            .await
-            .expect("removing the pod");
-    }
-}
-
-/// Runs pod `name` of `variant` with `container` and returns it once StartContainer returned.
-async fn start_pod(
-    node: &Containerd,
-    variant: &Variant,
-    name: &str,
-    container: &ContainerSpec,
-) -> (Pod, PathBuf) {
-    let log_dir = node.create_pod_log_dir(name).expect("a pod log directory");
-    let config = variant.pod(name, &log_dir).build();
-    let cri = node.cri();
-    let id = cri
-        .run_pod_sandbox(&config, variant.handler)
-        .await
-        .unwrap_or_else(|e| panic!("RunPodSandbox ({}): {e}", variant.name));
-    let pod = Pod { cri, id };
-    let container_id = pod
-        .cri
-        .create_container(&pod.id, &container.build(), &config)
-        .await
-        .unwrap_or_else(|e| panic!("CreateContainer ({}): {e}", variant.name));
-    pod.cri
-        .start_container(&container_id)
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer ({}): {e}", variant.name));
-    (pod, log_dir.join(container.relative_log_path()))
-}
-
-/// Waits until the CRI log file at `path` holds a complete line.
-async fn first_line(path: &Path) {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if std::fs::read(path).is_ok_and(|log| log.contains(&b'\n')) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no output in {} after {LIMIT:?}",
-            path.display()
-        );
-        tokio::time::sleep(LOG_POLL_INTERVAL).await;
+    /// Runs pod `name` with `container` until the container's first line of output.
+    async fn start(
+        &self,
+        node: &Containerd,
+        name: &str,
+        container: &ContainerSpec,
+    ) -> (StartedPod, Duration) {
+        start_to_first_line(node, self.pod(name), self.handler, container, self.name).await
     }
 }
 
@@ -170,10 +103,7 @@ async fn first_line(path: &Path) {
 /// removed afterwards, untimed.
 async fn pod_start_to_first_output(node: &Containerd, variant: &Variant, name: &str) -> Duration {
     let container = ContainerSpec::new("app", variant.image);
-    let start = Instant::now();
-    let (pod, log) = start_pod(node, variant, name, &container).await;
-    first_line(&log).await;
-    let elapsed = start.elapsed();
+    let (pod, elapsed) = variant.start(node, name, &container).await;
     pod.remove().await;
     elapsed
 }
@@ -200,96 +130,6 @@ fn locked_flake_ref(hello: &Built) -> Option<String> {
     ))
 }
 
-/// The baseline image: `store_paths` copied into one layer at the same paths, entrypoint
-/// `program`.
-fn closure_image(
-    store_paths: &[PathBuf],
-    program: &Path,
-) -> containix_core::image::oci_image::OciImage {
-    let mut layer = ImageLayer::new()
-        .with(LayerEntry::directory("etc", 0o755))
-        .with(LayerEntry::directory("tmp", 0o1777))
-        .with(LayerEntry::directory("nix", 0o755))
-        .with(LayerEntry::directory("nix/store", 0o755));
-    for path in store_paths {
-        add_tree(&mut layer, path);
-    }
-    let program = program.to_str().expect("UTF-8 store path");
-    OciImageBuilder::new(RUNC_IMAGE)
-        .and_then(|builder| builder.layer(layer).entrypoint([program]).build())
-        .expect("building the baseline image")
-}
-
-/// Adds `path` (absolute) and everything below it to `layer`, parents first.
-fn add_tree(layer: &mut ImageLayer, path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-
-    let metadata = std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let inside = path
-        .to_str()
-        .expect("UTF-8 store path")
-        .trim_start_matches('/');
-    let mode = metadata.permissions().mode() & 0o7777;
-    if metadata.is_symlink() {
-        let target = std::fs::read_link(path).expect("reading a symlink");
-        layer.push(LayerEntry::symlink(
-            inside,
-            target.to_str().expect("UTF-8 link target"),
-        ));
-    } else if metadata.is_dir() {
-        layer.push(LayerEntry::directory(inside, mode));
-        let mut children: Vec<PathBuf> = std::fs::read_dir(path)
-            .expect("listing a store directory")
-            .map(|entry| entry.expect("a directory entry").path())
-            .collect();
-        children.sort();
-        for child in children {
-            add_tree(layer, &child);
-        }
-    } else {
-        let contents = std::fs::read(path).expect("reading a store file");
-        layer.push(LayerEntry::file(inside, mode, contents));
-    }
-}
-
-/// Resident memory of the node's processes whose command line contains one of `names` (a
-/// re-executed shim shows its file's real path): the number of them and their summed `VmRSS` in
-/// KiB.
-fn resident_kib(node: &Containerd, binary: &str, names: &[String]) -> (usize, u64) {
-    let processes: Vec<i32> = node
-        .leftover_processes()
-        .into_iter()
-        .filter(|process| names.iter().any(|name| process.command.contains(name)))
-        .map(|process| process.pid)
-        .collect();
-    let total = processes
-        .iter()
-        .map(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap_or_else(|e| panic!("reading the status of {binary} ({pid}): {e}"));
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| {
-                    value
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-                .unwrap_or_else(|| panic!("no VmRSS for {binary} ({pid})"))
-        })
-        .sum();
-    (processes.len(), total)
-}
-
-/// KiB as MiB with two decimals.
-fn mib(kib: f64) -> String {
-    format!("{:.2} MiB", kib / 1024.0)
-}
-
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     NixDaemon::start_or_reuse().expect("the test node's nix-daemon");
@@ -300,7 +140,8 @@ fn main() {
         .join("busybox");
     let busybox = busybox.to_str().expect("UTF-8").to_owned();
     let program = hello.out_path.join("bin/hello");
-    let image = closure_image(&hello.closure, &program);
+    let program = program.to_str().expect("UTF-8 store path");
+    let image = store_image(RUNC_IMAGE, &hello.closure, &[program]);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -373,9 +214,8 @@ fn main() {
         runtime.block_on(async {
             let container = ContainerSpec::new("app", variant.image);
             let name = unique_name("check");
-            let (pod, log) = start_pod(&node, variant, &name, &container).await;
-            first_line(&log).await;
-            let log = ContainerLog::read(&log).await.expect("the container log");
+            let (pod, _) = variant.start(&node, &name, &container).await;
+            let log = pod.read_log().await;
             assert_eq!(
                 log.lines.first().map(|line| line.text.as_str()),
                 Some(FIRST_LINE),
@@ -417,7 +257,18 @@ fn main() {
             ]);
             for _ in 0..IDLE_PODS {
                 let name = unique_name("idle");
-                pods.push(start_pod(&node, variant, &name, &idle).await.0);
+                // `sleep` prints nothing: wait for StartContainer only.
+                let pod = CriPod::run(&node, variant.pod(&name), variant.handler)
+                    .await
+                    .unwrap_or_else(|e| panic!("RunPodSandbox ({}): {e}", variant.name));
+                pod.start(&idle).await.unwrap_or_else(|e| {
+                    panic!(
+                        "starting an idle pod ({}): {e}{}",
+                        variant.name,
+                        log_tail(&node)
+                    )
+                });
+                pods.push(pod);
             }
         }
         // Let the shims finish whatever start-up work they still do.
@@ -427,12 +278,9 @@ fn main() {
             (CONTAINIX_SHIM_BINARY, &containix_shim_names[..]),
             (RUNC_SHIM_BINARY, &runc_shim_names[..]),
         ];
-        let memory = shims.map(|(binary, names)| {
-            let (count, kib) = resident_kib(&node, binary, names);
-            (binary, count, kib)
-        });
+        let memory = shims.map(|(binary, names)| (binary, Resident::of(&node, names)));
         for pod in pods {
-            pod.remove().await;
+            pod.remove(LIMIT).await.expect("removing an idle pod");
         }
         memory
     });
@@ -459,13 +307,31 @@ fn main() {
     summary.print();
 
     println!("== resident memory of the shims, {IDLE_PODS} idle pods per handler ==");
-    let per_pod = memory.map(|(binary, count, kib)| {
-        let per_pod = kib as f64 / IDLE_PODS as f64;
+    let per_pod = memory.map(|(binary, resident)| {
+        let pods = IDLE_PODS as f64;
+        let per_pod = resident.total as f64 / pods;
         println!(
-            "{binary:<30}  {:>10} per pod  ({count} processes, {} in total)",
+            "{binary:<30}  {:>10} per pod  ({} anonymous, {} file-backed; {} processes, {} \
+             threads, {} in total)",
             mib(per_pod),
-            mib(kib as f64)
+            mib(resident.anon as f64 / pods),
+            mib(resident.file as f64 / pods),
+            resident.processes,
+            resident.threads,
+            mib(resident.total as f64)
         );
+        println!(
+            "{:<30}  {:>10} per pod  (proportional set size: shared pages split among processes)",
+            "",
+            mib(resident.pss as f64 / pods)
+        );
+        for (mapping, kib) in resident.mappings.iter().take(MAPPINGS_SHOWN) {
+            println!(
+                "{:<30}  {:>10} per pod  {mapping}",
+                "",
+                mib(*kib as f64 / pods)
+            );
+        }
         per_pod
     });
     println!(

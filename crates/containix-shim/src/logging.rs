@@ -10,22 +10,28 @@
 //!   into its own log. Events go there in containerd's line format ([`LogrusFormat`]) at info,
 //!   or at debug when containerd itself logs at debug (it then passes `-debug`).
 //!
-//! `RUST_LOG` in containerd's environment, when set, replaces either level (for example
-//! `RUST_LOG=containix::nix=debug,info`).
+//! `RUST_LOG` in containerd's environment, when set, replaces either level with a list of
+//! `target=level` and bare `level` directives (for example `RUST_LOG=containix::nix=debug,info`).
+//! The filter is tracing-subscriber's [`Targets`], not its `EnvFilter`: one shim runs per pod,
+//! and `EnvFilter`'s span and field matching (with the regex engine behind it) would add a
+//! tenth to the binary every shim maps, for directives nobody sets on a shim.
 
 use std::fs::OpenOptions;
 use std::sync::Mutex;
 
 use containerd_shim::Flags;
 use tracing_log::AsLog;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::logrus_format::LogrusFormat;
 
 /// The fifo containerd reads the serving shim's log from, in the bundle (working) directory.
 pub const LOG_FIFO: &str = "log";
+/// The environment variable whose directives replace the serving shim's level.
+const RUST_LOG: &str = "RUST_LOG";
 
 /// Where one run of the shim binary sends its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,19 +55,20 @@ pub fn destination(action: &str) -> Destination {
 
 /// The filter of a serving shim: `rust_log` if set and valid, else info, or debug when
 /// containerd passed `-debug`. Also returns why `rust_log` was ignored, if it was. Pure.
-pub fn serving_filter(debug: bool, rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
+pub fn serving_filter(debug: bool, rust_log: Option<&str>) -> (Targets, Option<String>) {
     let default = if debug {
         LevelFilter::DEBUG
     } else {
         LevelFilter::INFO
     };
+    let fallback = Targets::new().with_default(default);
     match rust_log.map(str::trim).filter(|value| !value.is_empty()) {
-        None => (EnvFilter::new(default.to_string()), None),
-        Some(directives) => match EnvFilter::builder().with_regex(false).parse(directives) {
+        None => (fallback, None),
+        Some(directives) => match directives.parse::<Targets>() {
             Ok(filter) => (filter, None),
             Err(err) => (
-                EnvFilter::new(default.to_string()),
-                Some(format!("ignoring RUST_LOG={directives:?}: {err}")),
+                fallback,
+                Some(format!("ignoring {RUST_LOG}={directives:?}: {err}")),
             ),
         },
     }
@@ -70,17 +77,15 @@ pub fn serving_filter(debug: bool, rust_log: Option<&str>) -> (EnvFilter, Option
 /// Installs the subscriber for this run of the shim (see the module documentation). Logging
 /// is best effort: if the fifo cannot be opened, events are dropped and the shim still runs.
 pub fn install(runtime: &str, flags: &Flags) {
-    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let rust_log = std::env::var(RUST_LOG).ok();
     let (filter, ignored) = match destination(&flags.action) {
         Destination::Nowhere => return,
         Destination::Stderr => {
-            let filter = EnvFilter::new(LevelFilter::WARN.to_string());
-            let installed = tracing_subscriber::fmt()
+            let layer = fmt::layer()
                 .event_format(LogrusFormat::new(runtime))
-                .with_env_filter(filter)
                 .with_writer(std::io::stderr)
-                .finish()
-                .try_init();
+                .with_filter(LevelFilter::WARN);
+            let installed = tracing_subscriber::registry().with(layer).try_init();
             bridge_log(installed.is_ok(), LevelFilter::WARN);
             return;
         }
@@ -89,20 +94,29 @@ pub fn install(runtime: &str, flags: &Flags) {
     let Ok(fifo) = OpenOptions::new().write(true).open(LOG_FIFO) else {
         return;
     };
-    let max_level = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
-    let installed = tracing_subscriber::fmt()
+    let max_level = max_level(&filter);
+    let layer = fmt::layer()
         // A write containerd no longer reads fails quietly: reporting it on stderr could
         // panic the shim.
         .log_internal_errors(false)
         .event_format(LogrusFormat::new(runtime))
-        .with_env_filter(filter)
         .with_writer(Mutex::new(fifo))
-        .finish()
-        .try_init();
+        .with_filter(filter);
+    let installed = tracing_subscriber::registry().with(layer).try_init();
     bridge_log(installed.is_ok(), max_level);
     if let Some(reason) = ignored {
         tracing::warn!("{reason}");
     }
+}
+
+/// The most verbose level `filter` lets through for any target.
+fn max_level(filter: &Targets) -> LevelFilter {
+    filter
+        .iter()
+        .map(|(_, level)| level)
+        .chain(filter.default_level())
+        .max()
+        .unwrap_or(LevelFilter::OFF)
 }
 
 /// Routes `log` records (the containerd-shim crate logs with `log`) into `tracing`, letting
@@ -128,7 +142,7 @@ mod tests {
 
     #[test]
     fn containerds_debug_flag_and_rust_log_set_the_level() {
-        let hint = |debug, rust_log| serving_filter(debug, rust_log).0.max_level_hint();
+        let hint = |debug, rust_log| Some(max_level(&serving_filter(debug, rust_log).0));
         assert_eq!(hint(false, None), Some(LevelFilter::INFO));
         assert_eq!(hint(true, None), Some(LevelFilter::DEBUG));
         assert_eq!(hint(true, Some("  ")), Some(LevelFilter::DEBUG));
@@ -139,7 +153,7 @@ mod tests {
             Some(LevelFilter::DEBUG)
         );
         let (filter, ignored) = serving_filter(true, Some("=nonsense=="));
-        assert_eq!(filter.max_level_hint(), Some(LevelFilter::DEBUG));
+        assert_eq!(max_level(&filter), LevelFilter::DEBUG);
         assert!(ignored.unwrap().contains("RUST_LOG"));
     }
 }

@@ -25,7 +25,9 @@ mod usage;
 /// The runtime name containerd knows this shim by.
 const RUNTIME_ID: &str = containix_core::node::containerd_config::RUNTIME_TYPE;
 
-#[tokio::main]
+// One thread serves the shim's single pod: every Task call is short or awaits runc, and the
+// work that blocks (container stdio, filling a store view) runs on tokio's blocking threads.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     if usage::asks_for_help(std::env::args().skip(1)) {
         print!("{}", usage::USAGE);
