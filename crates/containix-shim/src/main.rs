@@ -12,6 +12,7 @@ mod logging;
 mod logrus_format;
 mod process;
 mod reaper;
+mod runtime_options;
 mod runtime_stdio;
 mod service;
 mod spawner;
