@@ -2,6 +2,7 @@
 
 pub mod binary_cache;
 pub mod containerd;
+pub mod containerd_build;
 pub mod containerd_layout;
 pub mod cri;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod nix_cli;
 pub mod nix_daemon;
 pub mod packages;
 pub mod pod;
+pub mod rendered_config;
 pub mod stock_config;
 pub mod synthetic_store;
 pub mod workspace_binary;
