@@ -11,6 +11,7 @@ pub mod http_server;
 pub mod images;
 pub mod nix_cli;
 pub mod nix_daemon;
+pub mod nix_root;
 pub mod packages;
 pub mod pod;
 pub mod rendered_config;
