@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what containix's tests, benchmarks and example need on a Debian 12 machine, as root:
 # Nix (daemon protocol 1.34), containerd with its CRI plugin, runc, a static busybox (the offline
-# builder of the example and fixture flakes), a Rust toolchain and cargo-fuzz.
+# builder of the example and fixture flakes), a Rust toolchain and cargo-fuzz; and, for the
+# version matrix, containerd 1.7 and 2.1 and a Debian trixie root with Nix 2.26
+# (scripts/matrix-setup.sh, cached in /var/cache/containix-matrix; CONTAINIX_MATRIX=0 skips it).
 # Idempotent: a second run installs nothing and takes a second.
 set -euo pipefail
 
@@ -56,4 +58,7 @@ fi
 # copied next to it (gitignored) because it cannot be committed. See examples/hello/flake.nix.
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 install -D -m 0755 /bin/busybox "$repo/examples/hello/bb/busybox"
+if [ "${CONTAINIX_MATRIX:-1}" != 0 ]; then
+    "$repo/scripts/matrix-setup.sh" >/dev/null
+fi
 log "node packages and toolchain ready"
