@@ -2,9 +2,10 @@
 # The version matrix: runs the end-to-end tests that depend on containerd's and Nix's versions
 # against the newer versions nodes run, on top of the default run (scripts/test.sh runs
 # everything against Debian 12's containerd 1.6.20 and Nix 2.8.0 first, then calls this):
-#   containerd 1.7.24 and 2.1.9  the CRI tests (containix pods, shim, stock configs, node
-#                                install, store views) with the machine's Nix 2.8
-#   Nix 2.26.3 (protocol 1.37)   the daemon client and closure resolution tests, the Nix
+#   containerd 1.7.24 and 2.1.9  the tests that run a containerd (containix pods through CRI and
+#                                ctr, stock configs, node install, store views, the deploy
+#                                images, doctor) with the machine's Nix 2.8
+#   Nix 2.26.3 (protocol 1.38)   the daemon client and closure resolution tests, the Nix
 #                                harness, and containix pods through CRI on containerd 2.1.9
 # The tests are the same binaries; CONTAINIX_TEST_CONTAINERD and CONTAINIX_TEST_NIX_ROOT tell the
 # testkit which build to run (crates/containix-testkit/src/containerd_build.rs and nix_root.rs).
@@ -21,17 +22,25 @@ if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 
 log() { printf 'matrix: %s\n' "$*" >&2; }
 
+# A failed setup stops here (set -e), never falls back to the default versions.
+setup="$(scripts/matrix-setup.sh)"
 declare -A found=()
 while IFS='=' read -r key value; do
     found[$key]="$value"
-done < <(scripts/matrix-setup.sh)
+done <<<"$setup"
+for key in CONTAINERD_1_7 CONTAINERD_2_1 NIX_2_26_ROOT; do
+    if [ -z "${found[$key]:-}" ]; then
+        log "scripts/matrix-setup.sh did not report $key"
+        exit 1
+    fi
+done
 
 # `--workspace` builds what `cargo test --workspace` in scripts/test.sh built (the same features),
 # so nothing is compiled again.
-# The CRI tests whose outcome depends on containerd: whole files, but for the fifty-pod view
-# test (store views are containerd-independent; its smaller siblings cover them per version).
+# The tests that run a containerd: whole files, but for the fifty-pod view test (store views
+# are containerd-independent; its smaller siblings cover them per version).
 cri_tests=(--test containix_pod --test shim_ctr --test harness_containerd --test node_install
-    --test store_views)
+    --test store_views --test deploy_images --test cli_doctor)
 cri_skips=(--skip fifty_pods_over_five_closures_share_five_views_and_leave_nothing)
 # What depends on the Nix daemon's version: the protocol client, resolution (closures, builds,
 # substitution, GC roots), the Nix harness, and containix pods through CRI. Not the store-wide
