@@ -36,6 +36,12 @@ nix_root="$cache/nix-$nix_226/root"
 # One run at a time on one cache (two CI runs on one machine share it).
 exec 9>"$cache/.lock"
 flock 9
+# What an interrupted run left half made (never through a mount debootstrap may have left).
+for stale in "$cache"/.containerd-* "$cache"/nix-*/.root.*; do
+    [ -e "$stale" ] || continue
+    log "removing the unfinished $stale"
+    rm -rf --one-file-system "$stale" || log "could not remove $stale entirely; remove it by hand"
+done
 
 # The machine's Debian mirror (the first URIs of its deb822 sources, else sources.list).
 mirror() {

@@ -10,7 +10,9 @@
 # The tests are the same binaries; CONTAINIX_TEST_CONTAINERD and CONTAINIX_TEST_NIX_ROOT tell the
 # testkit which build to run (crates/containix-testkit/src/containerd_build.rs and nix_root.rs).
 # The Nix 2.26 run sees the root's store at /nix: it runs in a private mount namespace with
-# ROOT/nix bind-mounted there, so the machine's /nix is never touched.
+# ROOT/nix bind-mounted there, so the machine's /nix is never touched. The root's nix-daemon,
+# which the testkit starts, keeps running afterwards like the machine's, for the next run (or a
+# concurrent one) to reuse; `kill "$(cat ROOT/containix-testkit/daemon.pid)"` stops it.
 #
 # scripts/matrix-setup.sh fetches the builds once into a cache (default
 # /var/cache/containix-matrix); later runs reuse it. Needs root and `cargo build --workspace
@@ -88,27 +90,13 @@ nix_run() {
         cargo test --workspace --locked --no-fail-fast "${nix_tests[@]}" -- "${nix_skips[@]}"
 }
 
-# Stops the root's daemon the testkit started (its pid file is in the root; the check on the
-# process's root makes sure it is that daemon).
-stop_root_daemon() {
-    local root="$1" pid
-    pid="$(cat "$root/containix-testkit/daemon.pid" 2>/dev/null)" || return 0
-    if [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$root" ]; then
-        kill "$pid"
-    fi
-    rm -f "$root/containix-testkit/daemon.pid"
-}
-
 selected=("$@")
 [ "${#selected[@]}" -gt 0 ] || selected=(containerd-1.7 containerd-2.1 nix-2.26)
 for entry in "${selected[@]}"; do
     case "$entry" in
         containerd-1.7) run "containerd 1.7.24" containerd_run "${found[CONTAINERD_1_7]}" ;;
         containerd-2.1) run "containerd 2.1.9" containerd_run "${found[CONTAINERD_2_1]}" ;;
-        nix-2.26)
-            run "Nix 2.26.3" nix_run "${found[NIX_2_26_ROOT]}"
-            stop_root_daemon "${found[NIX_2_26_ROOT]}"
-            ;;
+        nix-2.26) run "Nix 2.26.3" nix_run "${found[NIX_2_26_ROOT]}" ;;
         *)
             log "unknown entry $entry (expected containerd-1.7, containerd-2.1 or nix-2.26)"
             exit 2
