@@ -13,6 +13,7 @@ use containix_core::assemble::plan::ImageKind;
 use containix_core::request::policy::NodePolicy;
 use containix_testkit::fixtures::{self, Built};
 use containix_testkit::nix_daemon::NixDaemon;
+use containix_tests::eventually;
 
 /// A bundle as containerd leaves it for the shim: `runc spec`'s config with the container's
 /// annotations, and an empty rootfs (the empty image).
@@ -122,7 +123,10 @@ async fn prepared_bundle_runs_the_closure_and_cleanup_leaves_nothing() {
     );
     step.cleanup("ctr-1").await.unwrap();
     step.cleanup("ctr-1").await.unwrap();
-    assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+    eventually("the step's state to go", async || {
+        leftovers(&state_dir).is_empty()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -146,7 +150,10 @@ async fn a_failed_step_leaves_no_gc_root_or_state() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not-in-the-closure"), "{err}");
-    assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+    eventually("the step's state to go", async || {
+        leftovers(&state_dir).is_empty()
+    })
+    .await;
     assert_eq!(
         std::fs::read(bundle_dir.join("config.json")).unwrap(),
         before
@@ -187,7 +194,10 @@ async fn sandboxes_and_bad_annotations_touch_nothing() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("containix.dev/store-paths"), "{err}");
-    assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+    eventually("the step's state to go", async || {
+        leftovers(&state_dir).is_empty()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -237,7 +247,10 @@ async fn a_repeat_start_of_a_known_closure_needs_no_daemon() {
         "ctr-a still uses the view"
     );
     step.cleanup("ctr-a").await.unwrap();
-    assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+    eventually("the step's state to go", async || {
+        leftovers(&state_dir).is_empty()
+    })
+    .await;
 
     // Once the view is gone, the offline step has to ask the daemon, and says it cannot reach it.
     let err = offline
@@ -246,5 +259,8 @@ async fn a_repeat_start_of_a_known_closure_needs_no_daemon() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no-daemon.sock"), "{err}");
-    assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+    eventually("the step's state to go", async || {
+        leftovers(&state_dir).is_empty()
+    })
+    .await;
 }

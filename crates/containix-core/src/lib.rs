@@ -24,6 +24,7 @@ pub mod image;
 pub mod node;
 pub mod request;
 pub mod resolve;
+pub mod state_file;
 pub mod store;
 pub mod version;
 

@@ -18,9 +18,12 @@ use containix_core::assemble::plan::EnvEdit;
 use containix_core::assemble::plan::env::apply_env;
 use containix_core::request::policy::NodePolicy;
 use containix_core::resolve::Resolver;
+use containix_core::resolve::inflight::board::InflightBoard;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::reaper::ReaperAwareRunner;
+use crate::resolve_worker::ProcessSpawner;
 
 /// What the step did with a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,11 +57,14 @@ pub trait ContainixStep: Send + Sync + 'static {
     /// Prepares `bundle` for container `container_id`, whose OCI spec carries `annotations`.
     ///
     /// Must leave nothing behind when it fails.
+    /// It answers by `deadline` (the caller's, from ttrpc) when there is one: a resolution
+    /// still running then goes on without it.
     async fn prepare(
         &self,
         bundle: &Path,
         container_id: &str,
         annotations: &HashMap<String, String>,
+        deadline: Option<Instant>,
     ) -> Result<StepOutcome, StepError>;
 
     /// Releases what `prepare` set up for `container_id`. Idempotent: it is also called for
@@ -91,12 +97,15 @@ impl CoreStep {
     /// old `/etc/containix/config.toml`).
     pub fn from_environment() -> Self {
         let step = NodePolicy::load()
-            .map(|policy| {
+            .map_err(|err| err.to_string())
+            .and_then(|policy| {
+                let board = InflightBoard::new(&policy.state_dir);
+                let spawner = ProcessSpawner::new(board)
+                    .map_err(|err| format!("finding the shim's own binary: {err}"))?;
                 let resolver =
                     Resolver::new(policy).with_process_runner(Arc::new(ReaperAwareRunner));
-                ContainerStep::with_resolver(resolver)
-            })
-            .map_err(|err| err.to_string());
+                Ok(ContainerStep::with_resolver(resolver).with_spawner(Arc::new(spawner)))
+            });
         if let Err(message) = &step {
             warn!("containix: {message}; containix containers will fail until it is fixed");
         }
@@ -114,6 +123,7 @@ impl ContainixStep for CoreStep {
         bundle: &Path,
         container_id: &str,
         _annotations: &HashMap<String, String>,
+        deadline: Option<Instant>,
     ) -> Result<StepOutcome, StepError> {
         let step = match &self.step {
             Ok(step) => step,
@@ -126,7 +136,7 @@ impl ContainixStep for CoreStep {
                 };
             }
         };
-        match step.prepare(container_id, bundle).await {
+        match step.prepare_until(container_id, bundle, deadline).await {
             Ok(Outcome::Passthrough(reason)) => {
                 info!(
                     "containix: {container_id} runs untouched ({})",
@@ -164,6 +174,13 @@ impl ContainixStep for CoreStep {
         let Ok(step) = &self.step else {
             return;
         };
+        match step.board().sweep() {
+            Ok(removed) if !removed.is_empty() => {
+                info!("containix: removed abandoned in-flight resolutions {removed:?}")
+            }
+            Ok(_) => {}
+            Err(err) => warn!("containix: sweeping in-flight resolutions: {err}"),
+        }
         match step.views().sweep().await {
             Ok(report) if !report.removed.is_empty() => {
                 info!("containix: removed unused store views {:?}", report.removed)

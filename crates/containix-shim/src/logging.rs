@@ -25,7 +25,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::logrus_format::LogrusFormat;
 
 /// The fifo containerd reads the serving shim's log from, in the bundle (working) directory.
-const LOG_FIFO: &str = "log";
+pub const LOG_FIFO: &str = "log";
 
 /// Where one run of the shim binary sends its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,9 @@ pub fn install(runtime: &str, flags: &Flags) {
     };
     let max_level = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let installed = tracing_subscriber::fmt()
+        // A write containerd no longer reads fails quietly: reporting it on stderr could
+        // panic the shim.
+        .log_internal_errors(false)
         .event_format(LogrusFormat::new(runtime))
         .with_env_filter(filter)
         .with_writer(Mutex::new(fifo))

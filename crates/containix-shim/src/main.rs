@@ -12,6 +12,7 @@ mod logging;
 mod logrus_format;
 mod process;
 mod reaper;
+mod resolve_worker;
 mod runtime_options;
 mod runtime_stdio;
 mod service;
@@ -32,6 +33,11 @@ async fn main() {
     {
         println!("containerd-shim-containix-v1 {}", containix_core::VERSION);
         return;
+    }
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(resolve_worker::WORKER_ACTION) {
+        let key = args.next().unwrap_or_default();
+        std::process::exit(resolve_worker::run(&key).await);
     }
     containerd_shim::asynchronous::run::<service::ShimService>(RUNTIME_ID, None).await;
 }

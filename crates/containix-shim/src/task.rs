@@ -93,7 +93,13 @@ impl TaskService {
     }
 
     /// Task.Create: mount the rootfs, run the containix step, `runc create`, attach stdio.
-    pub async fn create_task(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse> {
+    /// Creates the task; the containix step answers by `deadline` (the caller's) if there is
+    /// one.
+    pub async fn create_task(
+        &self,
+        req: &CreateTaskRequest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<CreateTaskResponse> {
         if req.id.is_empty() {
             return Err(ShimError::InvalidArgument(
                 "id: expected a container id, got \"\"".into(),
@@ -134,7 +140,7 @@ impl TaskService {
         match self
             .inner
             .step
-            .prepare(&bundle, &req.id, &annotations)
+            .prepare(&bundle, &req.id, &annotations, deadline)
             .await
         {
             Ok(StepOutcome::Passthrough) => debug!("containix step passed {} through", req.id),
@@ -790,10 +796,16 @@ fn log_err<T>(method: &str, result: Result<T>) -> TtrpcResult<T> {
 impl containerd_shim::Task for TaskService {
     async fn create(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
-        log_err("create", self.create_task(&req).await)
+        // ttrpc drops this call when the caller's deadline passes (the kubelet's CRI deadline,
+        // through containerd): answer before that, leaving a long resolution running.
+        let deadline = u64::try_from(ctx.timeout_nano)
+            .ok()
+            .filter(|&nanos| nanos > 0)
+            .map(|nanos| tokio::time::Instant::now() + std::time::Duration::from_nanos(nanos));
+        log_err("create", self.create_task(&req, deadline).await)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {

@@ -128,6 +128,7 @@ impl ContainixStep for FakeStep {
         bundle: &Path,
         container_id: &str,
         annotations: &HashMap<String, String>,
+        _deadline: Option<tokio::time::Instant>,
     ) -> Result<StepOutcome, StepError> {
         assert!(bundle.join("config.json").exists());
         self.calls.lock().unwrap().push(format!(
@@ -233,7 +234,7 @@ impl Harness {
             bundle: self.bundle(id),
             ..Default::default()
         };
-        self.task.create_task(&req).await.map(|r| r.pid)
+        self.task.create_task(&req, None).await.map(|r| r.pid)
     }
 
     async fn start(&self, id: &str, exec_id: &str) -> Result<u32, ShimError> {

@@ -230,9 +230,22 @@ impl CriClient {
 
     /// `StartContainer`.
     pub async fn start_container(&self, container_id: &str) -> Result<()> {
-        let request = proto::StartContainerRequest {
+        self.start_container_within(container_id, None).await
+    }
+
+    /// `StartContainer` with a deadline, as the kubelet sends it (`--runtime-request-timeout`):
+    /// containerd passes it on to the shim's Task.Create.
+    pub async fn start_container_within(
+        &self,
+        container_id: &str,
+        deadline: Option<std::time::Duration>,
+    ) -> Result<()> {
+        let mut request = tonic::Request::new(proto::StartContainerRequest {
             container_id: container_id.to_owned(),
-        };
+        });
+        if let Some(deadline) = deadline {
+            request.set_timeout(deadline);
+        }
         let response = self.runtime.clone().start_container(request).await;
         response.map_err(rpc_error("StartContainer"))?;
         Ok(())

@@ -10,11 +10,15 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use thiserror::Error;
 
 use crate::assemble::bundle::{self, BundleError, CONFIG_FILE};
+use crate::assemble::detached_worker::{InProcessSpawner, WorkerSpawner};
 use crate::assemble::plan::{ImageKind, PlanInput, SpecPlan, plan};
 use crate::assemble::store_facts::HostStore;
 use crate::assemble::view::error::ViewError;
@@ -22,6 +26,9 @@ use crate::assemble::view::registry::{StoreViews, View};
 use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
 use crate::request::container_request::Request;
 use crate::request::policy::node_policy::NodePolicy;
+use crate::resolve::inflight::board::{InflightBoard, WaitOutcome};
+use crate::resolve::inflight::work_request::WorkRequest;
+use crate::resolve::known_roots::KnownRoots;
 use crate::resolve::resolved::Resolved;
 use crate::resolve::{error::ResolveError, resolver::Resolver};
 use crate::store::closure::ClosureError;
@@ -96,6 +103,23 @@ pub enum StepError {
     /// Resolving the closure failed.
     #[error(transparent)]
     Resolve(Box<ResolveError>),
+    /// The node's detached resolution of the request is still running at the caller's deadline.
+    #[error("{summary}; kubelet will retry")]
+    StillResolving {
+        /// Where it stands, e.g. `still building /nix/store/...-app.drv (3 of 7 ..., 1 m 40 s)`.
+        summary: String,
+    },
+    /// The node's detached resolution of the request failed.
+    #[error("{0}")]
+    Detached(String),
+    /// The node's board of detached resolutions could not be used.
+    #[error("the node's in-flight resolutions in {}: {source}", path.display())]
+    Inflight {
+        /// The board's directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
     /// The closure's store view could not be taken or released.
     #[error(transparent)]
     View(Box<ViewError>),
@@ -252,14 +276,25 @@ pub fn image_kind_of(rootfs: &Path) -> ImageKind {
     }
 }
 
-/// The containix step, with everything it needs: a resolver, the node's store views and its
-/// GC roots.
+/// The containix step, with everything it needs: a resolver, the node's store views, its board
+/// of detached resolutions and the way to start their workers, and its GC roots.
 pub struct ContainerStep {
     resolver: Resolver,
     views: StoreViews,
+    board: InflightBoard,
+    spawner: Arc<dyn WorkerSpawner>,
     gc_roots: GcRoots,
     containers_dir: PathBuf,
 }
+
+/// How long a shim waits for a worker it started to show up on the board.
+const WORKER_START_LIMIT: Duration = Duration::from_secs(10);
+
+/// How often a shim waiting for a detached resolution logs its progress.
+const PROGRESS_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How much of its caller's deadline a prepare leaves for the answer to travel back.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 impl ContainerStep {
     /// A step using `policy` (state dir, daemon socket, allowed refs, deadlines).
@@ -274,10 +309,24 @@ impl ContainerStep {
         let gc_roots = GcRoots::new(&state_dir);
         Self {
             views: StoreViews::new(policy.view_dir(), gc_roots.clone(), policy.store_view),
+            board: InflightBoard::new(&state_dir),
+            spawner: Arc::new(InProcessSpawner::new(resolver.clone())),
             gc_roots,
             containers_dir: state_dir.join(CONTAINERS_DIR),
             resolver,
         }
+    }
+
+    /// Starts detached resolutions with `spawner` (the shim starts worker processes) instead
+    /// of as tasks of this process.
+    pub fn with_spawner(mut self, spawner: Arc<dyn WorkerSpawner>) -> Self {
+        self.spawner = spawner;
+        self
+    }
+
+    /// The node's board of detached resolutions.
+    pub fn board(&self) -> &InflightBoard {
+        &self.board
     }
 
     /// The node's store views.
@@ -299,7 +348,23 @@ impl ContainerStep {
     /// already be mounted at `bundle/rootfs` (or be named by the spec's `root.path`). On
     /// failure, nothing is left behind.
     pub async fn prepare(&self, container_id: &str, bundle: &Path) -> Result<Outcome, StepError> {
+        self.prepare_until(container_id, bundle, None).await
+    }
+
+    /// [`prepare`](Self::prepare), answering by `deadline` (the caller's, e.g. the kubelet's
+    /// CRI deadline as ttrpc carries it): a resolution still running then goes on, detached, and
+    /// the error says how far it got; a later call for the same request attaches to it.
+    pub async fn prepare_until(
+        &self,
+        container_id: &str,
+        bundle: &Path,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, StepError> {
         let annotations = read_annotations(&bundle.join(CONFIG_FILE))?;
+        let pod = annotations
+            .get(SANDBOX_ID_ANNOTATION)
+            .map_or(container_id, String::as_str)
+            .to_owned();
         let request = match decide(&annotations)? {
             Decision::Passthrough(reason) => return Ok(Outcome::Passthrough(reason)),
             Decision::Prepare(request) => request,
@@ -310,7 +375,10 @@ impl ContainerStep {
                 source: Box::new(source),
             }
         })?;
-        let result = self.prepare_request(container_id, bundle, *request).await;
+        let answer_by = deadline.map(|d| d.checked_sub(ANSWER_MARGIN).unwrap_or(d));
+        let result = self
+            .prepare_request(container_id, &pod, bundle, *request, answer_by)
+            .await;
         if result.is_err() {
             // The error that stopped the step matters more than a failed undo.
             let _ = self.cleanup(container_id).await;
@@ -321,23 +389,28 @@ impl ContainerStep {
     async fn prepare_request(
         &self,
         container_id: &str,
+        pod: &str,
         bundle: &Path,
         request: Request,
+        answer_by: Option<Instant>,
     ) -> Result<Outcome, StepError> {
         let mut stages = Vec::with_capacity(3);
+        let started = Instant::now();
         let (view, resolved) = match self.reuse_view(&request, container_id).await? {
             Some(reused) => {
-                stages.push(("view", reused.2));
-                (reused.0, reused.1)
+                stages.push(("view", started.elapsed()));
+                reused
             }
             None => {
-                let started = Instant::now();
-                let resolution = self.resolver.resolve(&request).await?;
+                let known = self.resolve_detached(&request, pod, answer_by).await?;
                 stages.push(("resolve", started.elapsed()));
                 let started = Instant::now();
-                let acquired = self.views.acquire(resolution, container_id).await?;
+                let reused = self.view_of(&request, known, container_id).await?;
+                self.board
+                    .forget_pod(pod)
+                    .map_err(|source| self.inflight_error(source))?;
                 stages.push(("view", started.elapsed()));
-                acquired
+                reused
             }
         };
 
@@ -386,28 +459,116 @@ impl ContainerStep {
         &self,
         request: &Request,
         consumer: &str,
-    ) -> Result<Option<(View, Resolved, Duration)>, StepError> {
-        let started = Instant::now();
+    ) -> Result<Option<(View, Resolved)>, StepError> {
         let Some(known) = self.resolver.resolve_offline(request)? else {
             return Ok(None);
         };
         let Some(view) = self.views.acquire_existing(&known.roots, consumer).await? else {
             return Ok(None);
         };
-        let closure =
-            view.closure(known.roots.clone())
-                .map_err(|source| StepError::ViewClosure {
-                    view: view.id.clone(),
-                    source,
-                })?;
-        let resolved = Resolved {
-            roots: known.roots,
-            closure,
-            main_program: known.main_program,
-            package_name: known.package_name,
-            package_version: known.package_version,
-        };
-        Ok(Some((view, resolved, started.elapsed())))
+        let resolved = resolved_from(&view, known)?;
+        Ok(Some((view, resolved)))
+    }
+
+    /// The view a finished detached resolution made, taken for `consumer`.
+    async fn view_of(
+        &self,
+        request: &Request,
+        known: KnownRoots,
+        consumer: &str,
+    ) -> Result<(View, Resolved), StepError> {
+        match self.views.acquire_existing(&known.roots, consumer).await? {
+            Some(view) => {
+                let resolved = resolved_from(&view, known)?;
+                Ok((view, resolved))
+            }
+            None => Err(StepError::Detached(format!(
+                "container {}: the node resolved the request, but its store view was removed \
+                 before this container took it; kubelet will retry",
+                request.container
+            ))),
+        }
+    }
+
+    /// Waits for the node's detached resolution of `request` (starting one if none runs) until
+    /// `answer_by`, with `pod` among its waiters.
+    async fn resolve_detached(
+        &self,
+        request: &Request,
+        pod: &str,
+        answer_by: Option<Instant>,
+    ) -> Result<KnownRoots, StepError> {
+        let policy = self.resolver.policy();
+        let work = WorkRequest::of(request, &policy.system);
+        let key = self
+            .board
+            .post(&work, pod)
+            .map_err(|source| self.inflight_error(source))?;
+        // Never longer than the resolution itself may take, plus the time to start a worker.
+        let own_limit = Instant::now()
+            + policy
+                .scope(request.namespace.as_deref())
+                .effective_timeout(request.timeout)
+            + WORKER_START_LIMIT;
+        let until = answer_by.map_or(own_limit, |d| d.min(own_limit));
+        let mut started_worker = false;
+        loop {
+            // Wake up now and then to report progress to the shim's log.
+            let report_at = (Instant::now() + PROGRESS_REPORT_INTERVAL).min(until);
+            match self.board.wait(&key, report_at).await {
+                WaitOutcome::Pending(Some(status)) if report_at < until => {
+                    tracing::info!(
+                        key,
+                        request = %status.request,
+                        progress = %status.summary(now_ms()),
+                        "waiting for the node's resolution"
+                    );
+                }
+                WaitOutcome::Pending(None) if report_at < until => {}
+                WaitOutcome::Done(result) => return Ok(result.into()),
+                WaitOutcome::Failed(message) => {
+                    self.board
+                        .withdraw(&key, pod)
+                        .map_err(|source| self.inflight_error(source))?;
+                    return Err(StepError::Detached(message));
+                }
+                WaitOutcome::Pending(status) => {
+                    let summary = status.map_or_else(
+                        || "waiting for the node's resolution to start".to_owned(),
+                        |s| s.summary(now_ms()),
+                    );
+                    return Err(StepError::StillResolving { summary });
+                }
+                WaitOutcome::NoWorker if started_worker => {
+                    return Err(StepError::Detached(format!(
+                        "container {}: the node's resolution of {} did not start within {} s",
+                        request.container,
+                        work.describe(),
+                        WORKER_START_LIMIT.as_secs()
+                    )));
+                }
+                WaitOutcome::NoWorker => {
+                    self.spawner
+                        .spawn(&key)
+                        .map_err(|source| self.inflight_error(source))?;
+                    started_worker = true;
+                    let limit = Instant::now() + WORKER_START_LIMIT;
+                    while !self.board.worker_running(&key)
+                        && self.board.status(&key).is_none()
+                        && Instant::now() < limit
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn inflight_error(&self, source: std::io::Error) -> StepError {
+        StepError::Inflight {
+            path: self.board.work_dir(""),
+            source,
+        }
     }
 
     /// Removes every host-side effect of [`prepare`](Self::prepare) for `container_id`: its use
@@ -418,6 +579,10 @@ impl ContainerStep {
         if crate::store::gc_roots::validate_consumer(container_id).is_err() {
             return Ok(());
         }
+        // A pod's sandbox is deleted last: it waits for no resolution any more.
+        self.board
+            .forget_pod(container_id)
+            .map_err(|source| self.inflight_error(source))?;
         let view_result = self.views.release(container_id).await.map(drop);
         let gc_result = self
             .gc_roots
@@ -433,6 +598,29 @@ impl ContainerStep {
         view_result?;
         gc_result
     }
+}
+
+/// The resolution a view serves, with `known`'s roots in their order.
+fn resolved_from(view: &View, known: KnownRoots) -> Result<Resolved, StepError> {
+    let closure = view
+        .closure(known.roots.clone())
+        .map_err(|source| StepError::ViewClosure {
+            view: view.id.clone(),
+            source,
+        })?;
+    Ok(Resolved {
+        roots: known.roots,
+        closure,
+        main_program: known.main_program,
+        package_name: known.package_name,
+        package_version: known.package_version,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The annotations of the spec at `config`, as a map.

@@ -9,6 +9,7 @@
 pub mod bundle;
 pub mod closure_mount;
 pub mod container_step;
+pub mod detached_worker;
 pub mod plan;
 pub mod program;
 pub mod rootfs;

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::state_file::write_atomically;
 use crate::store::store_path::StorePath;
 
 /// Version of the entry format; other versions are misses.
@@ -150,13 +150,7 @@ impl ResolutionCache {
             evaluation: evaluation.clone(),
         };
         let json = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
-        let mut temp = tempfile_in(&self.dir)?;
-        temp.1.write_all(&json)?;
-        temp.1.sync_all()?;
-        let target = self.entry_path(key);
-        fs::rename(&temp.0, &target).inspect_err(|_| {
-            let _ = fs::remove_file(&temp.0);
-        })
+        write_atomically(&self.entry_path(key), &json)
     }
 
     /// Removes `key`'s entry, if any (its derivation is gone, so it must be evaluated again).
@@ -164,29 +158,6 @@ impl ResolutionCache {
         match fs::remove_file(self.entry_path(key)) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
             _ => Ok(()),
-        }
-    }
-}
-
-/// Creates a new, uniquely named temporary file in `dir` (removed by the caller on failure).
-fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let name = format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = dir.join(name);
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => return Ok((path, file)),
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(err),
         }
     }
 }

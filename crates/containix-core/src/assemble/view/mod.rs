@@ -16,7 +16,9 @@ pub mod mechanism;
 pub mod mount_clone;
 pub mod record;
 pub mod registry;
+pub mod result_holder;
 
 pub use error::ViewError;
 pub use mechanism::ViewMechanism;
-pub use registry::{StoreViews, View, ViewSummary};
+pub use record::UserLease;
+pub use registry::{StoreViews, View, ViewSummary, ViewUser};

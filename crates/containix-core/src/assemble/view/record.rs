@@ -7,7 +7,6 @@
 //!   it was added in (a user from an earlier boot is gone).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ViewError;
 use super::mechanism::ViewMechanism;
+use crate::state_file;
 use crate::store::path_info::PathInfo;
 use crate::store::store_path::StorePath;
 
@@ -52,6 +52,48 @@ impl ViewRecord {
     /// disk, a bind tree only as long as its mounts.
     pub fn is_live(&self, boot_id: &str) -> bool {
         self.mechanism == ViewMechanism::LinkFarm || self.boot_id == boot_id
+    }
+}
+
+/// How long a user of a view counts: a container or volume for as long as the node has not
+/// rebooted (it cannot outlive the boot), a prefetch until a point in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserLease {
+    /// Until the node reboots: the boot id it was taken in.
+    Boot(String),
+    /// Until this many seconds since the epoch, across reboots.
+    Until(u64),
+}
+
+impl UserLease {
+    /// A lease for the current boot.
+    pub fn this_boot() -> Self {
+        UserLease::Boot(boot_id())
+    }
+
+    /// Reads a user file's contents (a boot id, or `until=<seconds>`).
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim();
+        match text.strip_prefix("until=").map(str::parse) {
+            Some(Ok(seconds)) => UserLease::Until(seconds),
+            _ => UserLease::Boot(text.to_owned()),
+        }
+    }
+
+    /// The user file's contents.
+    pub fn render(&self) -> String {
+        match self {
+            UserLease::Boot(boot) => boot.clone(),
+            UserLease::Until(seconds) => format!("until={seconds}"),
+        }
+    }
+
+    /// Whether the lease still holds in boot `boot` at `now` (seconds since the epoch).
+    pub fn is_live(&self, boot: &str, now: u64) -> bool {
+        match self {
+            UserLease::Boot(taken_in) => taken_in == boot,
+            UserLease::Until(until) => now < *until,
+        }
     }
 }
 
@@ -135,44 +177,28 @@ impl ViewPaths {
     }
 }
 
-/// Reads a JSON file; `None` when it does not exist.
+/// Reads a JSON state file of a view; `None` when it does not exist.
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ViewError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(ViewError::Io {
-                action: "reading",
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|err| ViewError::Corrupt {
+    state_file::read_json(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::InvalidData => ViewError::Corrupt {
             path: path.to_owned(),
-            message: err.to_string(),
-        })
+            message: source.to_string(),
+        },
+        _ => ViewError::Io {
+            action: "reading",
+            path: path.to_owned(),
+            source,
+        },
+    })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
-/// renamed over `path`.
+/// Writes a state file of a view atomically ([`state_file::write_atomically`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ViewError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| ViewError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = fs::File::create(&temp).map_err(io("creating", &temp))?;
-    file.write_all(bytes).map_err(io("writing", &temp))?;
-    file.sync_all().map_err(io("syncing", &temp))?;
-    fs::rename(&temp, path).map_err(io("renaming into place", path))
+    state_file::write_atomically(path, bytes).map_err(|source| ViewError::Io {
+        action: "writing",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -193,6 +219,23 @@ mod tests {
     }
 
     #[test]
+    fn leases_hold_for_their_boot_or_until_their_time() {
+        assert_eq!(UserLease::parse("abc\n"), UserLease::Boot("abc".into()));
+        assert_eq!(UserLease::parse("until=100"), UserLease::Until(100));
+        assert_eq!(
+            UserLease::parse("until=x"),
+            UserLease::Boot("until=x".into())
+        );
+        for lease in [UserLease::Boot("b".into()), UserLease::Until(7)] {
+            assert_eq!(UserLease::parse(&lease.render()), lease);
+        }
+        assert!(UserLease::Boot("b".into()).is_live("b", u64::MAX));
+        assert!(!UserLease::Boot("b".into()).is_live("c", 0));
+        assert!(UserLease::Until(10).is_live("any", 9));
+        assert!(!UserLease::Until(10).is_live("any", 10));
+    }
+
+    #[test]
     fn a_bind_tree_dies_with_its_boot() {
         let mut record = ViewRecord {
             mechanism: ViewMechanism::BindTree,
@@ -206,19 +249,5 @@ mod tests {
         assert!(!record.is_live("two"));
         record.mechanism = ViewMechanism::LinkFarm;
         assert!(record.is_live("two"));
-    }
-
-    #[test]
-    fn atomic_writes_replace_whole_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ready.json");
-        write_atomically(&file, b"{}").unwrap();
-        write_atomically(&file, b"[1]").unwrap();
-        assert_eq!(fs::read(&file).unwrap(), b"[1]");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-        let missing: Option<Vec<u8>> = read_json(&dir.path().join("none.json")).unwrap();
-        assert!(missing.is_none());
-        fs::write(&file, b"not json").unwrap();
-        assert!(read_json::<ViewRecord>(&file).is_err());
     }
 }

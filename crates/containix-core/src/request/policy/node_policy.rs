@@ -88,6 +88,9 @@ pub struct NodePolicy {
     /// `containix.dev/packages`; none means that annotation is refused on this node. Trusted
     /// operator input: not checked against `allowed-flake-prefixes`.
     pub package_set: Option<String>,
+    /// How long a detached resolution goes on after its last waiting pod is deleted (a
+    /// Deployment often replaces a deleted pod at once).
+    pub resolution_grace: Duration,
     /// How store views are made: `auto`, `link-farm` or `bind-tree`.
     pub store_view: ViewSetting,
     /// Where store views live; default `<state-dir>/views`. A link farm needs it on the Nix
@@ -114,6 +117,7 @@ impl Default for NodePolicy {
             state_dir: PathBuf::from("/var/lib/containix"),
             nix_command: PathBuf::from("nix"),
             package_set: None,
+            resolution_grace: Duration::from_secs(30),
             store_view: ViewSetting::Auto,
             view_dir: None,
             source: None,

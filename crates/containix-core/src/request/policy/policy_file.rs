@@ -72,6 +72,7 @@ struct PolicyFile {
     state_dir: Option<PathBuf>,
     nix_command: Option<PathBuf>,
     package_set: Option<String>,
+    resolution_grace: Option<String>,
     store_view: Option<ViewSetting>,
     view_dir: Option<PathBuf>,
     namespaces: Option<BTreeMap<String, NamespaceFile>>,
@@ -182,6 +183,10 @@ impl NodePolicy {
                 .nix_command
                 .unwrap_or_else(|| defaults.nix_command.clone()),
             package_set: file.package_set.or_else(|| defaults.package_set.clone()),
+            resolution_grace: match file.resolution_grace {
+                Some(text) => check.duration("resolution-grace", &text)?,
+                None => defaults.resolution_grace,
+            },
             store_view: file.store_view.unwrap_or(defaults.store_view),
             view_dir: file.view_dir.or_else(|| defaults.view_dir.clone()),
             source: Some(path.to_owned()),
@@ -299,6 +304,7 @@ fn keys_set(file: &PolicyFile) -> BTreeSet<String> {
         ("state-dir", file.state_dir.is_some()),
         ("nix-command", file.nix_command.is_some()),
         ("package-set", file.package_set.is_some()),
+        ("resolution-grace", file.resolution_grace.is_some()),
         ("store-view", file.store_view.is_some()),
         ("view-dir", file.view_dir.is_some()),
     ];

@@ -149,6 +149,10 @@ impl LoadedPolicy {
             value("state-dir", json!(policy.state_dir)),
             value("nix-command", json!(policy.nix_command)),
             value("package-set", json!(policy.package_set)),
+            value(
+                "resolution-grace",
+                json!(format_duration(policy.resolution_grace).to_string()),
+            ),
             value("store-view", json!(policy.store_view.as_str())),
             value("view-dir", json!(policy.view_dir())),
         ];
