@@ -107,9 +107,15 @@ async fn import_all(node: &Containerd, images: &Path) {
     ] {
         node.import_archive(&images.join(file)).await.unwrap();
         let normalised = parse_reference(&name).unwrap().to_string();
-        let status = cri.image_status(&name).await.unwrap();
-        let image = status.unwrap_or_else(|| panic!("{name} not found after importing {file}"));
-        assert!(image.repo_tags.contains(&normalised), "{image:?}");
+        // containerd 2's CRI learns of an imported image from an event, a moment later.
+        let what = format!("CRI to list {name} after importing {file}");
+        eventually(&what, async || {
+            cri.image_status(&name)
+                .await
+                .unwrap()
+                .is_some_and(|image| image.repo_tags.contains(&normalised))
+        })
+        .await;
     }
 }
 
