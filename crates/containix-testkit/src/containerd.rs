@@ -48,6 +48,8 @@ pub const CONTAINIX_POD_ANNOTATIONS: &str = containerd_config::POD_ANNOTATIONS;
 pub const SHIM_BINARY_ENV: &str = "CONTAINIX_SHIM_BIN";
 
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long CRI may take to list an image after it was imported.
+const IMAGE_LISTED_LIMIT: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 30;
 
 /// Why the test containerd could not be started or stopped cleanly.
@@ -99,6 +101,14 @@ pub enum Error {
     /// A CRI call failed.
     #[error(transparent)]
     Cri(#[from] CriError),
+    /// CRI did not list an image that was imported.
+    #[error("CRI did not list {image} within {waited:?} of importing it")]
+    ImageNotListed {
+        /// The image's name.
+        image: String,
+        /// How long we waited.
+        waited: Duration,
+    },
     /// The stock containerd config could not be obtained or made private.
     #[error(transparent)]
     StockConfig(#[from] StockConfigError),
@@ -558,10 +568,23 @@ impl Containerd {
         Ok(dir)
     }
 
-    /// Imports an image into the CRI namespace (`ctr images import`).
+    /// Imports an image into the CRI namespace (`ctr images import`) and waits until CRI lists
+    /// it: containerd 2's CRI learns of an imported image from an event, a moment later.
     pub async fn import_image(&self, image: &OciImage) -> Result<()> {
         let socket = self.layout.socket();
         images::import_image(&self.ctr_binary, &socket, image, &self.layout.scratch()).await?;
+        let name = image.reference().to_string();
+        let cri = self.cri();
+        let started = Instant::now();
+        while cri.image_status(&name).await?.is_none() {
+            if started.elapsed() >= IMAGE_LISTED_LIMIT {
+                return Err(Error::ImageNotListed {
+                    image: name,
+                    waited: IMAGE_LISTED_LIMIT,
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
         Ok(())
     }
 
