@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what containix's tests, benchmarks and example need on a Debian 12 machine, as root:
 # Nix (daemon protocol 1.34), containerd with its CRI plugin, runc, a static busybox (the offline
-# builder of the example and fixture flakes), a Rust toolchain and cargo-fuzz.
+# builder of the example and fixture flakes), a Rust toolchain and cargo-fuzz; and, for the
+# version matrix, containerd 1.7 and 2.1 and a Debian trixie root with Nix 2.26
+# (scripts/matrix-setup.sh, cached in /var/cache/containix-matrix; CONTAINIX_MATRIX=0 skips it).
 # Idempotent: a second run installs nothing and takes a second.
 set -euo pipefail
 
@@ -51,5 +53,9 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     log "installing cargo-fuzz"
     cargo install --quiet --locked cargo-fuzz
+fi
+# The version matrix's containerd and Nix builds, fetched once into a cache (scripts/matrix.sh).
+if [ "${CONTAINIX_MATRIX:-1}" != 0 ]; then
+    "$(dirname "$0")/matrix-setup.sh" >/dev/null
 fi
 log "node packages and toolchain ready"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole containix suite, from a fresh clone on a fresh Debian 12 machine, as root:
 # installs what it needs, checks formatting and lints, runs every unit, integration and
-# end-to-end test against a real node (nix-daemon, containerd with CRI, runc), then gives every
-# fuzz target a short smoke run. `.ci/run` calls exactly this.
+# end-to-end test against a real node (nix-daemon, containerd with CRI, runc), runs the
+# version-dependent ones again against containerd 1.7 and 2.1 and Nix 2.26 (scripts/matrix.sh),
+# then gives every fuzz target a short smoke run. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,8 @@ step "tests"
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$results"
+step "version matrix: containerd 1.7.24 and 2.1.9, Nix 2.26.3"
+scripts/matrix.sh 2>&1 | tee -a "$results"
 step "the README's main job (the example flake's program in a pod)"
 target/debug/containix-example
 step "fuzz smoke"

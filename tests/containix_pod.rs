@@ -104,6 +104,28 @@ impl Pod {
 
     /// What a kubelet does when the pod goes away.
     async fn remove(self) {
+        self.stop_containers().await;
+        self.cri.remove_pod_sandbox(&self.id).await.unwrap();
+    }
+
+    /// [`Pod::remove`] after the pod's shim died: RemovePodSandbox is retried until it succeeds,
+    /// as the kubelet's garbage collection retries it. containerd 2.x can refuse the first
+    /// attempt ("failed to delete task: ttrpc: closed") while it still cleans up after the
+    /// dead shim itself; 1.6 and 1.7 accept it at once.
+    async fn remove_after_shim_death(self) {
+        self.stop_containers().await;
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while let Err(error) = self.cri.remove_pod_sandbox(&self.id).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "RemovePodSandbox kept failing: {error}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops and removes the pod's containers, then stops its sandbox.
+    async fn stop_containers(&self) {
         for container in self.cri.list_containers(Some(&self.id)).await.unwrap() {
             self.cri.stop_container(&container.id, 0).await.unwrap();
             // StopContainer can return before the exit is recorded; RemoveContainer refuses a
@@ -112,7 +134,6 @@ impl Pod {
             self.cri.remove_container(&container.id).await.unwrap();
         }
         self.cri.stop_pod_sandbox(&self.id).await.unwrap();
-        self.cri.remove_pod_sandbox(&self.id).await.unwrap();
     }
 }
 
@@ -354,7 +375,7 @@ async fn a_killed_shim_is_cleaned_up_when_the_pod_is_removed() {
     )
     .unwrap();
 
-    pod.remove().await;
+    pod.remove_after_shim_death().await;
     eventually("containix state to be released", async || {
         containix_leftovers(&node).is_empty()
     })
@@ -371,7 +392,7 @@ async fn ctr_run_with_the_containix_runtime_runs_a_closure() {
     let hello = fixtures::example_hello().unwrap();
     let node = start_node("").await;
     let annotation = format!("containix.dev/flake={}", hello.flake_ref());
-    let output = tokio::process::Command::new("ctr")
+    let output = tokio::process::Command::new(node.ctr_binary())
         .arg("--address")
         .arg(node.socket())
         .args(["--namespace", "k8s.io", "run", "--rm"])

@@ -1,6 +1,7 @@
 //! The daemon client against the real nix-daemon of this machine (Debian's Nix 2.8.0, protocol
-//! 1.34): handshake, queries, roots, errors, and closure resolution compared with `nix-store`
-//! and `nix path-info`.
+//! 1.34), and in the version matrix against Nix 2.26 (protocol 1.37; `scripts/matrix.sh`):
+//! handshake, queries, roots, errors, and closure resolution compared with `nix-store` and
+//! `nix path-info` through the same daemon.
 
 use containix_tests::assert_closure_matches_nix_path_info;
 use std::collections::BTreeSet;
@@ -12,6 +13,7 @@ use containix_core::store::daemon::{
     BuildMode, BuildStatus, DaemonClient, DaemonError, DaemonOptions, DerivedPath, ProtocolVersion,
 };
 use containix_core::store::store_path::StorePath;
+use containix_testkit::nix_cli::NixCommand;
 
 /// The socket of the daemon under test.
 fn daemon_socket() -> PathBuf {
@@ -72,9 +74,31 @@ async fn handshake_reports_version_and_trust() {
     let client = connect().await;
     let info = client.info();
     assert!(info.protocol >= ProtocolVersion::new(1, 34), "{info:?}");
-    let nix_version = run("nix-store", &["--version"]);
-    let expected = nix_version.split_whitespace().last().unwrap();
+    // The daemon's version as Nix's own client reads it from the same daemon (on stderr).
+    let ping = NixCommand::nix().args(["store", "ping"]).argv();
+    let output = Command::new("nix")
+        .args(ping)
+        .env("NIX_REMOTE", "daemon")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "nix store ping: {output:?}");
+    let ping = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    let expected = ping
+        .lines()
+        .find_map(|line| line.strip_prefix("Version: "))
+        .unwrap_or_else(|| panic!("no version in `nix store ping`: {ping}"))
+        .trim();
     assert_eq!(info.nix_version.as_deref(), Some(expected));
+    // The versions the matrix runs, and the protocol each one negotiates with this client.
+    let negotiated = match expected.split('.').take(2).collect::<Vec<_>>()[..] {
+        ["2", "8"] => Some(ProtocolVersion::new(1, 34)),
+        ["2", "26"] => Some(ProtocolVersion::new(1, 38)),
+        _ => None,
+    };
+    if let Some(negotiated) = negotiated {
+        assert_eq!(info.protocol, negotiated, "Nix {expected}");
+    }
+    println!("nix-daemon {expected}, protocol {}", info.protocol);
     assert!(!client.is_broken());
 }
 

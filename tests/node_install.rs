@@ -12,14 +12,18 @@ use containix_core::node::containerd_config::{self, CREATED_MARKER};
 use containix_testkit::containerd::{
     BaseConfig, CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions, find_shim_binary,
 };
+use containix_testkit::containerd_build::ContainerdBuild;
 use containix_testkit::cri::{ContainerLog, ContainerSpec, PodSandboxSpec};
 use containix_testkit::fixtures;
 use containix_tests::{LIMIT, containix_bin, stop_cleanly};
 use serde_json::Value;
 
 /// Runs `containix node <args>` with `--json` and returns its JSON, failing on a non-zero exit.
+/// The containerd build under test goes first on its PATH, so it uses that build's `ctr`.
 fn node(args: &[&str], paths: &[(&str, &Path)]) -> Value {
     let mut command = Command::new(containix_bin());
+    let path = ContainerdBuild::under_test().path_with(std::env::var_os("PATH").as_deref());
+    command.env("PATH", path);
     command.arg("node").args(args).arg("--json");
     for (flag, path) in paths {
         command.arg(flag).arg(path);
@@ -56,6 +60,8 @@ async fn install_on_a_stock_containerd_config_runs_a_containix_pod_and_uninstall
     })
     .unwrap();
     let layout = prepared.layout().clone();
+    // Version 2 for containerd 1.x, 3 for 2.x: the installer keeps the stock config's version.
+    let config_version = prepared.version().config_version();
     let config = layout.config();
     // An operator's comment, which the installer must keep.
     let original = format!(
@@ -94,7 +100,7 @@ async fn install_on_a_stock_containerd_config_runs_a_containix_pod_and_uninstall
     assert_eq!(std::fs::read_to_string(&policy).unwrap(), policy_text);
     let installed = std::fs::read_to_string(&config).unwrap();
     let handler = containerd_config::check(&installed).unwrap();
-    assert_eq!(handler.version, 2);
+    assert_eq!(handler.version, config_version);
     // Every original line is still there, in order; what was added is the handler table.
     let mut kept = original.lines().peekable();
     let mut added = Vec::new();
@@ -127,7 +133,7 @@ async fn install_on_a_stock_containerd_config_runs_a_containix_pod_and_uninstall
     let node_instance = prepared.start().await.unwrap();
     let cri = node_instance.cri();
     // The testkit imported the empty image; take it away so the installer must bring it.
-    let removed = Command::new("ctr")
+    let removed = Command::new(node_instance.ctr_binary())
         .arg("--address")
         .arg(layout.socket())
         .args(["--namespace", "k8s.io", "images", "rm"])

@@ -30,7 +30,7 @@ async fn start_node() -> Containerd {
 
 /// Runs `ctr` against the node, in the namespace holding the test images.
 async fn ctr(node: &Containerd, args: &[&str]) -> Output {
-    tokio::process::Command::new("ctr")
+    tokio::process::Command::new(node.ctr_binary())
         .arg("--address")
         .arg(node.socket())
         .args(["--namespace", NAMESPACE])
@@ -93,7 +93,7 @@ async fn ctr_run_prints_output_and_propagates_exit_codes() {
     );
 
     // Killed by a signal from outside: 128 + SIGKILL, as with the runc shim.
-    let mut foreground = tokio::process::Command::new("ctr")
+    let mut foreground = tokio::process::Command::new(node.ctr_binary())
         .arg("--address")
         .arg(node.socket())
         .args([
@@ -161,7 +161,7 @@ async fn ctr_exec_kill_and_delete_leave_nothing_behind() {
     assert_eq!(text(&out.stdout), "from-exec\n");
 
     // stdin reaches an exec, and its EOF ends it.
-    let mut child = tokio::process::Command::new("ctr")
+    let mut child = tokio::process::Command::new(node.ctr_binary())
         .arg("--address")
         .arg(node.socket())
         .args([

@@ -8,10 +8,7 @@ use std::{
 
 use containerd_shim::{
     api::Options,
-    protos::{
-        api::Mount,
-        protobuf::{Message, well_known_types::any::Any},
-    },
+    protos::{api::Mount, protobuf::well_known_types::any::Any},
 };
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use tracing::warn;
@@ -19,6 +16,7 @@ use tracing::warn;
 use crate::{
     error::{Result, ShimError},
     process::Process,
+    runtime_options,
     spawner::OciRuntime,
     stats::Cgroup,
 };
@@ -72,20 +70,13 @@ impl Container {
     }
 }
 
-/// The runc options of a Task.Create (containerd's `runc.v1.Options`), defaults when absent.
+/// The runc options of a Task.Create (containerd's `runc.v1.Options`, or CRI's generic
+/// options carrying them as TOML: [`runtime_options::decode`]), defaults when absent.
 pub fn create_options(options: Option<&Any>) -> Result<Options> {
-    let Some(any) = options else {
-        return Ok(Options::default());
-    };
-    if any.value.is_empty() {
-        return Ok(Options::default());
+    match options {
+        None => Ok(Options::default()),
+        Some(any) => runtime_options::decode(any),
     }
-    Options::parse_from_bytes(&any.value).map_err(|e| {
-        ShimError::InvalidArgument(format!(
-            "options: expected runc options ({}), got undecodable {:?}: {e}",
-            "containerd.runc.v1.Options", any.type_url
-        ))
-    })
 }
 
 /// True when init's exit does not take the container's other processes with it: the spec

@@ -13,6 +13,7 @@ mod logrus_format;
 mod process;
 mod reaper;
 mod resolve_worker;
+mod runtime_options;
 mod runtime_stdio;
 mod service;
 mod spawner;

@@ -20,7 +20,7 @@ use crate::{
     container,
     containix_step::{ContainixStep, CoreStep},
     events::RemoteEvents,
-    logging,
+    logging, runtime_options,
     spawner::{RuncSpawner, RuntimeConfig, Spawner},
     task::TaskService,
 };
@@ -73,6 +73,14 @@ impl Shim for ShimService {
         // containerd runs `start` in the bundle directory.
         let spec = container::read_spec("").await?;
         let group = grouping(&opts.id, &spec.annotations().clone().unwrap_or_default());
+        let options = runtime_options::read_start_options()
+            .map_err(|e| containerd_shim::Error::InvalidArgument(e.to_string()))?;
+        if !options.shim_cgroup.is_empty() {
+            warn!(
+                "ShimCgroup {:?} is ignored: the containix shim stays in containerd's cgroup",
+                options.shim_cgroup
+            );
+        }
         let address = spawn(opts, &group, Vec::new()).await?;
         containerd_shim::util::write_str_to_file("address", &address).await?;
         Ok(address)

@@ -28,9 +28,11 @@ use containix_core::node::containerd_config;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::containerd_build::{ContainerdBuild, ContainerdVersion, ContainerdVersionError};
 pub use crate::containerd_layout::ContainerdLayout;
 use crate::cri::{CriClient, CriError};
 use crate::images::{self, ImageError};
+pub use crate::rendered_config::render_config;
 use crate::stock_config::{self, StockConfigError};
 use crate::workspace_binary::find_workspace_binary;
 
@@ -46,6 +48,8 @@ pub const CONTAINIX_POD_ANNOTATIONS: &str = containerd_config::POD_ANNOTATIONS;
 pub const SHIM_BINARY_ENV: &str = "CONTAINIX_SHIM_BIN";
 
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long CRI may take to list an image after it was imported.
+const IMAGE_LISTED_LIMIT: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 30;
 
 /// Why the test containerd could not be started or stopped cleanly.
@@ -97,9 +101,20 @@ pub enum Error {
     /// A CRI call failed.
     #[error(transparent)]
     Cri(#[from] CriError),
+    /// CRI did not list an image that was imported.
+    #[error("CRI did not list {image} within {waited:?} of importing it")]
+    ImageNotListed {
+        /// The image's name.
+        image: String,
+        /// How long we waited.
+        waited: Duration,
+    },
     /// The stock containerd config could not be obtained or made private.
     #[error(transparent)]
     StockConfig(#[from] StockConfigError),
+    /// The containerd binary's version could not be read.
+    #[error(transparent)]
+    Version(#[from] ContainerdVersionError),
     /// After stopping, processes or mounts of the instance remain even after forced cleanup.
     #[error(
         "containerd instance {dir} left {remaining_processes:?} and mounts {remaining_mounts:?} \
@@ -132,9 +147,12 @@ pub enum BaseConfig {
 /// How to start a test containerd.
 #[derive(Debug, Clone)]
 pub struct ContainerdOptions {
-    /// The `containerd` binary (default: found on PATH).
+    /// The `containerd` binary (default: [`ContainerdBuild::under_test`], which is the one on
+    /// PATH unless the version matrix names another). When it is a path, its folder goes first
+    /// on containerd's PATH (after the instance's `bin`), so containerd runs its own build's
+    /// `containerd-shim-runc-v2`.
     pub containerd_binary: PathBuf,
-    /// The `ctr` binary used to import images (default: found on PATH).
+    /// The `ctr` binary used to import images (default: the one of the same build).
     pub ctr_binary: PathBuf,
     /// The static busybox the test images are built from.
     pub busybox: PathBuf,
@@ -159,9 +177,10 @@ pub struct ContainerdOptions {
 
 impl Default for ContainerdOptions {
     fn default() -> Self {
+        let build = ContainerdBuild::under_test();
         Self {
-            containerd_binary: PathBuf::from("containerd"),
-            ctr_binary: PathBuf::from("ctr"),
+            containerd_binary: build.containerd,
+            ctr_binary: build.ctr,
             busybox: PathBuf::from(images::HOST_BUSYBOX),
             shim_binary: find_shim_binary(),
             parent_dir: std::env::temp_dir(),
@@ -177,104 +196,6 @@ impl Default for ContainerdOptions {
 /// dir's, after `cargo build -p containix-shim` (or a workspace build).
 pub fn find_shim_binary() -> Option<PathBuf> {
     find_workspace_binary(CONTAINIX_SHIM_BINARY, SHIM_BINARY_ENV)
-}
-
-/// Renders containerd's config (version 2, as read by containerd 1.6 and 1.7).
-///
-/// Starts from the keys `containerd config default` prints and sets what a private test node
-/// needs: private paths, no TCP/debug/metrics listeners, CRI with `restrict_oom_score_adj`
-/// (required on VMs that cannot lower `oom_score_adj`), the pause image as `sandbox_image`, CNI
-/// pointed at empty private directories (host-network pods need no CNI), runc with a private
-/// root, and the containix runtime handler.
-pub fn render_config(layout: &ContainerdLayout, sandbox_image: &str) -> String {
-    let path = |p: PathBuf| toml_string(&p.to_string_lossy());
-    let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
-    format!(
-        r#"version = 2
-root = {root}
-state = {state}
-oom_score = 0
-required_plugins = ["io.containerd.grpc.v1.cri"]
-disabled_plugins = [
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-]
-
-[grpc]
-  address = {socket}
-
-[ttrpc]
-  address = {ttrpc}
-
-[debug]
-  address = ""
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = {opt}
-
-  [{cri}]
-    sandbox_image = {sandbox_image}
-    restrict_oom_score_adj = true
-    disable_tcp_service = true
-    stream_server_address = "127.0.0.1"
-    stream_server_port = "0"
-    enable_selinux = false
-
-    [{cri}.cni]
-      bin_dir = {cni_bin}
-      conf_dir = {cni_conf}
-
-    [{cri}.containerd]
-      snapshotter = "overlayfs"
-      default_runtime_name = "runc"
-
-      [{cri}.containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-
-        [{cri}.containerd.runtimes.runc.options]
-          Root = {runc_root}
-          SystemdCgroup = false
-
-      [{cri}.containerd.runtimes.{handler}]
-        runtime_type = {runtime_type}
-        pod_annotations = [{pod_annotations}]
-"#,
-        root = path(layout.root()),
-        state = path(layout.state()),
-        socket = path(layout.socket()),
-        ttrpc = path(layout.ttrpc_socket()),
-        opt = path(layout.opt()),
-        sandbox_image = toml_string(sandbox_image),
-        cni_bin = path(layout.cni().join("bin")),
-        cni_conf = path(layout.cni().join("net.d")),
-        runc_root = path(layout.runc_root()),
-        handler = CONTAINIX_RUNTIME_HANDLER,
-        runtime_type = toml_string(CONTAINIX_RUNTIME_TYPE),
-        pod_annotations = toml_string(CONTAINIX_POD_ANNOTATIONS),
-    )
-}
-
-/// A TOML basic string.
-fn toml_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A process that belongs to a test containerd instance.
@@ -351,6 +272,8 @@ pub struct Containerd {
     process: Option<Child>,
     cri: Option<CriClient>,
     ctr_binary: PathBuf,
+    /// The version of the containerd binary, which decides the config layout.
+    version: ContainerdVersion,
     stop_limit: Duration,
     finished: bool,
     /// What it was started with, for [`Containerd::restart`].
@@ -372,6 +295,11 @@ impl PreparedContainerd {
     /// The instance's paths.
     pub fn layout(&self) -> &ContainerdLayout {
         &self.instance.layout
+    }
+
+    /// The version of the containerd it will run.
+    pub fn version(&self) -> &ContainerdVersion {
+        &self.instance.version
     }
 
     /// Starts containerd with the files as they are now, waits until CRI answers, and imports
@@ -401,10 +329,12 @@ impl Containerd {
 
     /// Creates the instance directory and writes its config, the containix policy and (if
     /// [`ContainerdOptions::shim_binary`] is set) the shim link, starting nothing. With
-    /// [`BaseConfig::Stock`] this runs `<containerd_binary> config default` first. The test
-    /// images are built here too, so a bad busybox fails before anything is created.
+    /// [`BaseConfig::Stock`] this runs `<containerd_binary> config default` first; otherwise
+    /// the config is [`render_config`] in the layout of the binary's version. The test images
+    /// are built here too, so a bad busybox fails before anything is created.
     pub fn prepare(options: ContainerdOptions) -> Result<PreparedContainerd> {
         test_images(&options.busybox)?;
+        let version = ContainerdBuild::at(&options.containerd_binary).version()?;
         let stock = match options.base_config {
             BaseConfig::Rendered => None,
             BaseConfig::Stock => Some(stock_config::containerd_config_default(
@@ -426,6 +356,7 @@ impl Containerd {
             process: None,
             cri: None,
             ctr_binary: options.ctr_binary.clone(),
+            version,
             stop_limit: options.stop_limit,
             finished: false,
             options: None,
@@ -465,7 +396,7 @@ impl Containerd {
             source,
         })?;
         let config = match stock {
-            None => render_config(layout, images::PAUSE_IMAGE),
+            None => render_config(layout, images::PAUSE_IMAGE, self.version.config_version()),
             Some(stock) => stock_config::isolate(stock, layout, images::PAUSE_IMAGE)?,
         };
         std::fs::write(layout.config(), config).map_err(|source| Error::Io {
@@ -497,7 +428,7 @@ impl Containerd {
         let child = std::process::Command::new(&options.containerd_binary)
             .arg("--config")
             .arg(self.layout.config())
-            .env("PATH", self.containerd_path())
+            .env("PATH", self.containerd_path(&options.containerd_binary))
             .env("CONTAINIX_CONFIG", self.layout.containix_policy())
             .stdin(Stdio::null())
             .stdout(log)
@@ -513,12 +444,14 @@ impl Containerd {
         Ok(())
     }
 
-    /// The instance's `bin` dir, then the inherited PATH, then the system dirs runc lives in.
-    fn containerd_path(&self) -> OsString {
+    /// The instance's `bin` dir, then the folder of `containerd_binary` when it is a path (its
+    /// build's `containerd-shim-runc-v2`), then the inherited PATH, then the system dirs runc
+    /// lives in.
+    fn containerd_path(&self, containerd_binary: &Path) -> OsString {
+        let build = ContainerdBuild::at(containerd_binary);
+        let inherited = build.path_with(std::env::var_os("PATH").as_deref());
         let mut dirs = vec![self.layout.bin()];
-        if let Some(inherited) = std::env::var_os("PATH") {
-            dirs.extend(std::env::split_paths(&inherited));
-        }
+        dirs.extend(std::env::split_paths(&inherited));
         for system in [
             "/usr/local/sbin",
             "/usr/local/bin",
@@ -585,6 +518,17 @@ impl Containerd {
         &self.layout
     }
 
+    /// The version of the containerd this instance runs.
+    pub fn version(&self) -> &ContainerdVersion {
+        &self.version
+    }
+
+    /// The `ctr` of the containerd build this instance runs (use it with `--address`
+    /// [`Containerd::socket`]).
+    pub fn ctr_binary(&self) -> &Path {
+        &self.ctr_binary
+    }
+
     /// The containerd process's id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(Child::id)
@@ -624,10 +568,23 @@ impl Containerd {
         Ok(dir)
     }
 
-    /// Imports an image into the CRI namespace (`ctr images import`).
+    /// Imports an image into the CRI namespace (`ctr images import`) and waits until CRI lists
+    /// it: containerd 2's CRI learns of an imported image from an event, a moment later.
     pub async fn import_image(&self, image: &OciImage) -> Result<()> {
         let socket = self.layout.socket();
         images::import_image(&self.ctr_binary, &socket, image, &self.layout.scratch()).await?;
+        let name = image.reference().to_string();
+        let cri = self.cri();
+        let started = Instant::now();
+        while cri.image_status(&name).await?.is_none() {
+            if started.elapsed() >= IMAGE_LISTED_LIMIT {
+                return Err(Error::ImageNotListed {
+                    image: name,
+                    waited: IMAGE_LISTED_LIMIT,
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
         Ok(())
     }
 
@@ -871,36 +828,6 @@ fn list_processes() -> Vec<ProcessEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_points_every_path_into_the_instance_dir_and_sets_required_cri_keys() {
-        let layout = ContainerdLayout::new("/tmp/x");
-        let config = render_config(&layout, "localhost/p:1");
-        for expected in [
-            "root = \"/tmp/x/root\"",
-            "state = \"/tmp/x/state\"",
-            "address = \"/tmp/x/containerd.sock\"",
-            "address = \"/tmp/x/containerd.ttrpc.sock\"",
-            "restrict_oom_score_adj = true",
-            "sandbox_image = \"localhost/p:1\"",
-            "conf_dir = \"/tmp/x/cni/net.d\"",
-            "Root = \"/tmp/x/runc\"",
-            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.containix]",
-            "runtime_type = \"io.containerd.containix.v1\"",
-            "pod_annotations = [\"containix.dev/*\"]",
-        ] {
-            assert!(
-                config.contains(expected),
-                "missing {expected:?} in\n{config}"
-            );
-        }
-    }
-
-    #[test]
-    fn toml_strings_escape_quotes_backslashes_and_controls() {
-        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(toml_string("a\nb"), "\"a\\u000Ab\"");
-    }
 
     #[test]
     fn mountinfo_octal_escapes_are_decoded() {

@@ -55,6 +55,11 @@ impl ContainerdLayout {
     pub fn cni(&self) -> PathBuf {
         self.dir.join("cni")
     }
+    /// NRI's socket (containerd 1.7 and 2.x), where a stock config would otherwise put it in
+    /// `/var/run/nri`.
+    pub fn nri_socket(&self) -> PathBuf {
+        self.dir.join("nri.sock")
+    }
     /// containerd's `opt` plugin directory.
     pub fn opt(&self) -> PathBuf {
         self.dir.join("opt")

@@ -2,6 +2,7 @@
 
 pub mod binary_cache;
 pub mod containerd;
+pub mod containerd_build;
 pub mod containerd_layout;
 pub mod cri;
 pub mod error;
@@ -10,8 +11,10 @@ pub mod http_server;
 pub mod images;
 pub mod nix_cli;
 pub mod nix_daemon;
+pub mod nix_root;
 pub mod packages;
 pub mod pod;
+pub mod rendered_config;
 pub mod stock_config;
 pub mod synthetic_store;
 pub mod workspace_binary;

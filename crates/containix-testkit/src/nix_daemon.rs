@@ -5,6 +5,10 @@
 //! exits, so later tests and benchmarks reuse it; [`NixDaemon::stop_testkit_daemon`] stops it.
 //! Clients built with [`crate::nix_cli::NixCommand`] pass the settings that matter (flakes, no
 //! substituters) on every command, so a reused daemon started with other settings also works.
+//!
+//! When the version matrix names another Nix ([`crate::nix_root::NIX_ROOT_ENV`]), the daemon is
+//! that root's, started chrooted there ([`NixRoot::spawn_daemon`]) and reached at the same
+//! [`SOCKET_PATH`], since the tests then see the root's `nix` directory at `/nix`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result, tail};
+use crate::nix_root::{NixRoot, ROOT_NIX_CONF_EXTRA};
 use crate::packages;
 
 /// Where nix-daemon listens (the Nix default, which clients with `NIX_REMOTE=daemon` use).
@@ -57,12 +62,17 @@ pub struct NixDaemon {
 
 impl NixDaemon {
     /// Reuses the daemon answering on [`SOCKET_PATH`], or starts one (detached, in its own
-    /// session, logging to `STATE_DIR/daemon.log`) and waits until it answers.
+    /// session, logging to `daemon.log` in [`NixDaemon::state_dir`]) and waits until it
+    /// answers. Under the version matrix's Nix root, that root's daemon (see the module docs).
     ///
     /// Safe to call from many threads and processes at once: a file lock makes one of them start
     /// the daemon and the others reuse it.
     pub fn start_or_reuse() -> Result<NixDaemon> {
         packages::require_nix_packages()?;
+        let root = NixRoot::under_test();
+        if let Some(root) = &root {
+            root.check_seen_at_nix()?;
+        }
         let socket = PathBuf::from(SOCKET_PATH);
         if is_answering(&socket) {
             return Ok(NixDaemon {
@@ -70,7 +80,7 @@ impl NixDaemon {
                 started_pid: None,
             });
         }
-        let state = Path::new(STATE_DIR);
+        let state = &Self::state_dir();
         fs::create_dir_all(state).map_err(|err| Error::io_at("creating", state, err))?;
         let _lock = lock(&state.join("start.lock"))?;
         // Another thread or process may have started it while we waited for the lock.
@@ -80,9 +90,18 @@ impl NixDaemon {
                 started_pid: None,
             });
         }
-        write_if_changed(&state.join("nix.conf"), NIX_CONF)?;
         let log_path = state.join("daemon.log");
-        let mut child = spawn_detached(state, &log_path)?;
+        let mut child = match &root {
+            None => {
+                write_if_changed(&state.join("nix.conf"), NIX_CONF)?;
+                spawn_detached(state, &log_path)?
+            }
+            Some(root) => {
+                let conf = format!("{NIX_CONF}{ROOT_NIX_CONF_EXTRA}");
+                write_if_changed(&state.join("nix.conf"), &conf)?;
+                root.spawn_daemon(&log_path)?
+            }
+        };
         wait_until_answering(&socket, &mut child, &log_path)?;
         let pid = child.id();
         let pid_path = state.join("daemon.pid");
@@ -104,15 +123,25 @@ impl NixDaemon {
         self.started_pid
     }
 
-    /// The log of a daemon the testkit started.
-    pub fn log_path() -> PathBuf {
-        Path::new(STATE_DIR).join("daemon.log")
+    /// The testkit's directory for the daemon it starts: [`STATE_DIR`], or under the version
+    /// matrix's Nix root, [`NixRoot::state_dir`].
+    pub fn state_dir() -> PathBuf {
+        match NixRoot::under_test() {
+            Some(root) => root.state_dir(),
+            None => PathBuf::from(STATE_DIR),
+        }
     }
 
-    /// Stops the daemon the testkit started last (recorded in `STATE_DIR/daemon.pid`), if it is
-    /// still running; returns its pid. A daemon the testkit did not start is left alone.
+    /// The log of a daemon the testkit started.
+    pub fn log_path() -> PathBuf {
+        Self::state_dir().join("daemon.log")
+    }
+
+    /// Stops the daemon the testkit started last (recorded in `daemon.pid` in
+    /// [`NixDaemon::state_dir`]), if it is still running; returns its pid. A daemon the testkit
+    /// did not start is left alone.
     pub fn stop_testkit_daemon() -> Result<Option<u32>> {
-        let pid_path = Path::new(STATE_DIR).join("daemon.pid");
+        let pid_path = Self::state_dir().join("daemon.pid");
         let pid = match fs::read_to_string(&pid_path) {
             Ok(text) => text
                 .trim()

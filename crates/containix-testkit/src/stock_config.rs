@@ -2,7 +2,7 @@
 //!
 //! [`isolate`] changes only the keys through which an instance would touch shared host state
 //! (`/var/lib/containerd`, `/run/containerd`, `/opt/containerd`, `/etc/cni`, `/opt/cni`, runc's
-//! default root, `/run/netns`) or listen on TCP, plus the two CRI keys a test node on these
+//! default root, `/run/netns`, NRI's socket) or listen on TCP, plus the two CRI keys a test node on these
 //! machines cannot do without (the pause image and `restrict_oom_score_adj`). Every other line,
 //! comment and the order of tables stay exactly as given, so a tool that merges into an
 //! existing config (such as `containix node install`) is tested against the real thing.
@@ -10,12 +10,18 @@
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
-use toml_edit::{DocumentMut, Item, Table, Value};
+use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
 use crate::containerd_layout::ContainerdLayout;
 
-/// The CRI plugin's table in a version 2 config.
+/// The CRI plugin's table in a version 2 config; in version 3 it keeps the streaming server.
 const CRI_PLUGIN: &str = "io.containerd.grpc.v1.cri";
+/// Version 3: the CRI plugin that holds the runtimes, CNI and `restrict_oom_score_adj`.
+const CRI_RUNTIME_PLUGIN: &str = "io.containerd.cri.v1.runtime";
+/// Version 3: the CRI plugin that holds the pinned sandbox image.
+const CRI_IMAGES_PLUGIN: &str = "io.containerd.cri.v1.images";
+/// The NRI plugin (containerd 1.7 and 2.x), which listens on a host-wide socket.
+const NRI_PLUGIN: &str = "io.containerd.nri.v1.nri";
 /// Runtime types whose handlers run runc and therefore get the private runc root.
 const RUNC_RUNTIME_TYPES: [&str; 2] = ["io.containerd.runc.v2", "io.containerd.runc.v1"];
 
@@ -44,8 +50,10 @@ pub enum StockConfigError {
     /// The config is not valid TOML.
     #[error("the containerd config is not valid TOML: {0}")]
     Parse(#[from] toml_edit::TomlError),
-    /// The config is not version 2 (containerd 1.6/1.7 layout).
-    #[error("the containerd config has `version = {found}`, expected `version = 2`")]
+    /// The config is neither version 2 (containerd 1.6/1.7) nor 3 (containerd 2.x).
+    #[error(
+        "the containerd config has `version = {found}`, expected `version = 2` or `version = 3`"
+    )]
     UnsupportedVersion {
         /// The version found, or `(missing)`.
         found: String,
@@ -102,27 +110,32 @@ impl Setting {
     }
 }
 
-/// Makes a version 2 containerd config private to the instance at `layout`.
+/// Makes a version 2 (containerd 1.x) or version 3 (containerd 2.x) config private to the
+/// instance at `layout`.
 ///
 /// Sets `root`, `state`, the gRPC and ttrpc sockets, and the `opt` plugin path inside the
 /// instance dir; empties `grpc.tcp_address`, `debug.address` and `metrics.address`; and in
-/// CRI sets `sandbox_image`, `restrict_oom_score_adj = true`, `disable_tcp_service = true`,
-/// the stream server to `127.0.0.1` on an ephemeral port (exec and attach need it),
-/// `netns_mounts_under_state_dir = true`, private empty CNI directories, and `options.Root` of
-/// every runc handler to a private runc root. Keys that are missing are added; everything else
-/// stays byte for byte. No runtime handler is added.
+/// CRI sets the sandbox image (`sandbox_image`, or in version 3 `pinned_images.sandbox`),
+/// `restrict_oom_score_adj = true`, `disable_tcp_service = true`, the stream server to
+/// `127.0.0.1` on an ephemeral port (exec and attach need it), `netns_mounts_under_state_dir =
+/// true`, private empty CNI directories, and `options.Root` of every runc handler to a private
+/// runc root. NRI's socket, where the config has NRI, moves into the instance dir. Keys that
+/// are missing are added; everything else stays byte for byte. No runtime handler is added.
 pub fn isolate(config: &str, layout: &ContainerdLayout, sandbox_image: &str) -> Result<String> {
     let mut document: DocumentMut = config.parse()?;
-    check_version(&document)?;
-    for setting in isolation_settings(&document, layout, sandbox_image) {
+    let version = check_version(&document)?;
+    for setting in isolation_settings(&document, layout, sandbox_image, version) {
         apply(document.as_table_mut(), &setting)?;
     }
     Ok(document.to_string())
 }
 
-fn check_version(document: &DocumentMut) -> Result<()> {
+/// The config's version: 2 or 3.
+fn check_version(document: &DocumentMut) -> Result<i64> {
     match document.get("version") {
-        Some(item) if item.as_integer() == Some(2) => Ok(()),
+        Some(item) if matches!(item.as_integer(), Some(2 | 3)) => {
+            Ok(item.as_integer().unwrap_or(2))
+        }
         Some(item) => Err(StockConfigError::UnsupportedVersion {
             found: item.to_string().trim().to_owned(),
         }),
@@ -132,14 +145,15 @@ fn check_version(document: &DocumentMut) -> Result<()> {
     }
 }
 
-/// What [`isolate`] sets, in order; the runc handlers are read from `document`.
+/// What [`isolate`] sets for config `version`, in order; the runc handlers and whether NRI is
+/// configured are read from `document`.
 fn isolation_settings(
     document: &DocumentMut,
     layout: &ContainerdLayout,
     sandbox_image: &str,
+    version: i64,
 ) -> Vec<Setting> {
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
-    let cri = ["plugins", CRI_PLUGIN];
     let mut settings = vec![
         Setting::new(&[], "root", path(layout.root())),
         Setting::new(&[], "state", path(layout.state())),
@@ -153,27 +167,45 @@ fn isolation_settings(
             "path",
             path(layout.opt()),
         ),
-        Setting::new(&cri, "sandbox_image", sandbox_image),
-        Setting::new(&cri, "restrict_oom_score_adj", true),
+    ];
+    let cri = ["plugins", CRI_PLUGIN];
+    // Version 2 keeps all of CRI in one plugin; version 3 splits images and runtime off it.
+    let runtime_plugin = if version >= 3 {
+        let images = ["plugins", CRI_IMAGES_PLUGIN, "pinned_images"];
+        settings.push(Setting::new(&images, "sandbox", sandbox_image));
+        CRI_RUNTIME_PLUGIN
+    } else {
+        settings.push(Setting::new(&cri, "sandbox_image", sandbox_image));
+        CRI_PLUGIN
+    };
+    let runtime = ["plugins", runtime_plugin];
+    let cni = ["plugins", runtime_plugin, "cni"];
+    let cni_bin = path(layout.cni().join("bin"));
+    settings.extend([
+        Setting::new(&runtime, "restrict_oom_score_adj", true),
         Setting::new(&cri, "disable_tcp_service", true),
         Setting::new(&cri, "stream_server_address", "127.0.0.1"),
         Setting::new(&cri, "stream_server_port", "0"),
-        Setting::new(&cri, "netns_mounts_under_state_dir", true),
-        Setting::new(
-            &["plugins", CRI_PLUGIN, "cni"],
-            "bin_dir",
-            path(layout.cni().join("bin")),
-        ),
-        Setting::new(
-            &["plugins", CRI_PLUGIN, "cni"],
-            "conf_dir",
-            path(layout.cni().join("net.d")),
-        ),
-    ];
-    for handler in runc_handlers(document) {
+        Setting::new(&runtime, "netns_mounts_under_state_dir", true),
+        if version >= 3 {
+            Setting::new(&cni, "bin_dirs", Array::from_iter([cni_bin]))
+        } else {
+            Setting::new(&cni, "bin_dir", cni_bin)
+        },
+        Setting::new(&cni, "conf_dir", path(layout.cni().join("net.d"))),
+    ]);
+    if document
+        .get("plugins")
+        .and_then(|plugins| plugins.get(NRI_PLUGIN))
+        .is_some()
+    {
+        let nri = ["plugins", NRI_PLUGIN];
+        settings.push(Setting::new(&nri, "socket_path", path(layout.nri_socket())));
+    }
+    for handler in runc_handlers(document, runtime_plugin) {
         let options = [
             "plugins",
-            CRI_PLUGIN,
+            runtime_plugin,
             "containerd",
             "runtimes",
             handler.as_str(),
@@ -184,11 +216,11 @@ fn isolation_settings(
     settings
 }
 
-/// Names of the CRI runtime handlers that run runc.
-fn runc_handlers(document: &DocumentMut) -> Vec<String> {
+/// Names of the CRI runtime handlers that run runc, in the runtimes of `runtime_plugin`.
+fn runc_handlers(document: &DocumentMut, runtime_plugin: &str) -> Vec<String> {
     let runtimes = document
         .get("plugins")
-        .and_then(|plugins| plugins.get(CRI_PLUGIN))
+        .and_then(|plugins| plugins.get(runtime_plugin))
         .and_then(|cri| cri.get("containerd"))
         .and_then(|containerd| containerd.get("runtimes"))
         .and_then(Item::as_table_like);
@@ -226,6 +258,8 @@ fn apply(root: &mut Table, setting: &Setting) -> Result<()> {
     }
     let mut value = setting.value.clone();
     match table.get_mut(setting.key) {
+        // Already what it should be: the line stays as written (quotes included).
+        Some(Item::Value(old)) if same_value(old, &value) => {}
         Some(Item::Value(old)) => {
             *value.decor_mut() = old.decor().clone();
             *old = value;
@@ -242,6 +276,19 @@ fn apply(root: &mut Table, setting: &Setting) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether two TOML values are equal, however they are written.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(a), Value::String(b)) => a.value() == b.value(),
+        (Value::Boolean(a), Value::Boolean(b)) => a.value() == b.value(),
+        (Value::Integer(a), Value::Integer(b)) => a.value() == b.value(),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b.iter()).all(|(a, b)| same_value(a, b))
+        }
+        _ => false,
+    }
 }
 
 /// `a."b.c".d` for error messages.
@@ -280,6 +327,35 @@ mod tests {
     fn stock() -> String {
         containerd_config_default(Path::new("containerd"))
             .unwrap_or_else(|error| panic!("these tests need containerd installed: {error}"))
+    }
+
+    /// `containerd config default` of the newer builds the version matrix runs, as printed by
+    /// the Debian packages' binaries (kept in containix-core's testdata).
+    const STOCK_1_7: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../containix-core/src/node/containerd_config/testdata/containerd-1.7.24-default.toml"
+    ));
+    const STOCK_2_1: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../containix-core/src/node/containerd_config/testdata/containerd-2.1.9-default.toml"
+    ));
+
+    /// Every stock config the tests know: this machine's, 1.7's and 2.1's, with its version.
+    fn stocks() -> [(String, i64); 3] {
+        [
+            (stock(), 2),
+            (STOCK_1_7.to_owned(), 2),
+            (STOCK_2_1.to_owned(), 3),
+        ]
+    }
+
+    /// The table of the runtimes' plugin and of the plugin with the stream server.
+    fn cri_tables(version: i64) -> (&'static str, &'static str) {
+        if version >= 3 {
+            (CRI_RUNTIME_PLUGIN, CRI_PLUGIN)
+        } else {
+            (CRI_PLUGIN, CRI_PLUGIN)
+        }
     }
 
     fn isolated(config: &str) -> DocumentMut {
@@ -344,88 +420,157 @@ mod tests {
 
     #[test]
     fn every_path_in_the_isolated_stock_config_lies_inside_the_instance_dir() {
-        let document = isolated(&stock());
-        let mut found = Vec::new();
-        strings("", document.as_item(), &mut found);
-        let outside: Vec<_> = found
-            .iter()
-            // Ocicrypt's key paths are read only when pulling encrypted layers, which a test
-            // node never does (no registry); they do not touch shared state.
-            .filter(|(key, _)| !key.starts_with(".stream_processors.io.containerd.ocicrypt."))
-            .filter(|(_, value)| {
-                let path = value.rsplit('=').next().unwrap_or(value);
-                path.starts_with('/') && !Path::new(path).starts_with(INSTANCE)
-            })
-            .collect();
-        assert_eq!(outside, Vec::<&(String, String)>::new());
-        // The patched paths are really set, not just absent.
-        assert_eq!(str_at(&document, &["root"]), format!("{INSTANCE}/root"));
-        assert_eq!(str_at(&document, &["state"]), format!("{INSTANCE}/state"));
-        assert_eq!(
-            str_at(&document, &["grpc", "address"]),
-            format!("{INSTANCE}/containerd.sock")
-        );
-        assert_eq!(
-            str_at(&document, &["ttrpc", "address"]),
-            format!("{INSTANCE}/containerd.ttrpc.sock")
-        );
-        let runc = [
-            "plugins",
-            CRI_PLUGIN,
-            "containerd",
-            "runtimes",
-            "runc",
-            "options",
-            "Root",
-        ];
-        assert_eq!(str_at(&document, &runc), format!("{INSTANCE}/runc"));
-        let cri = ["plugins", CRI_PLUGIN];
-        assert_eq!(
-            str_at(&document, &[&cri[..], &["sandbox_image"]].concat()),
-            PAUSE
-        );
-        assert!(bool_at(
-            &document,
-            &[&cri[..], &["restrict_oom_score_adj"]].concat()
-        ));
-        assert!(bool_at(
-            &document,
-            &[&cri[..], &["netns_mounts_under_state_dir"]].concat()
-        ));
+        for (stock, version) in stocks() {
+            let document = isolated(&stock);
+            let mut found = Vec::new();
+            strings("", document.as_item(), &mut found);
+            let outside: Vec<_> = found
+                .iter()
+                // Only read, and only when a feature the test node never uses is asked for:
+                // ocicrypt's keys (encrypted layers), CDI specs (devices), NRI plugins (NRI is
+                // off or private), image verifiers (pulls).
+                .filter(|(key, _)| !key.starts_with(".stream_processors.io.containerd.ocicrypt."))
+                .filter(|(key, _)| !key.ends_with(".cdi_spec_dirs[]"))
+                .filter(|(key, _)| {
+                    !key.ends_with(".plugin_path") && !key.ends_with(".plugin_config_path")
+                })
+                .filter(|(key, _)| !key.contains(".io.containerd.image-verifier.v1.bindir."))
+                .filter(|(_, value)| {
+                    let path = value.rsplit('=').next().unwrap_or(value);
+                    path.starts_with('/') && !Path::new(path).starts_with(INSTANCE)
+                })
+                .collect();
+            assert_eq!(
+                outside,
+                Vec::<&(String, String)>::new(),
+                "version {version}"
+            );
+            // The patched paths are really set, not just absent.
+            assert_eq!(str_at(&document, &["root"]), format!("{INSTANCE}/root"));
+            assert_eq!(str_at(&document, &["state"]), format!("{INSTANCE}/state"));
+            assert_eq!(
+                str_at(&document, &["grpc", "address"]),
+                format!("{INSTANCE}/containerd.sock")
+            );
+            assert_eq!(
+                str_at(&document, &["ttrpc", "address"]),
+                format!("{INSTANCE}/containerd.ttrpc.sock")
+            );
+            let (runtime, _) = cri_tables(version);
+            let runc = [
+                "plugins",
+                runtime,
+                "containerd",
+                "runtimes",
+                "runc",
+                "options",
+                "Root",
+            ];
+            assert_eq!(str_at(&document, &runc), format!("{INSTANCE}/runc"));
+            let sandbox = if version >= 3 {
+                str_at(
+                    &document,
+                    &["plugins", CRI_IMAGES_PLUGIN, "pinned_images", "sandbox"],
+                )
+            } else {
+                str_at(&document, &["plugins", CRI_PLUGIN, "sandbox_image"])
+            };
+            assert_eq!(sandbox, PAUSE);
+            let runtime = ["plugins", runtime];
+            assert!(bool_at(
+                &document,
+                &[&runtime[..], &["restrict_oom_score_adj"]].concat()
+            ));
+            assert!(bool_at(
+                &document,
+                &[&runtime[..], &["netns_mounts_under_state_dir"]].concat()
+            ));
+        }
     }
 
     #[test]
     fn the_only_tcp_listener_left_is_the_loopback_stream_server() {
-        let document = isolated(&stock());
-        assert_eq!(str_at(&document, &["grpc", "tcp_address"]), "");
-        assert_eq!(str_at(&document, &["debug", "address"]), "");
-        assert_eq!(str_at(&document, &["metrics", "address"]), "");
-        let cri = ["plugins", CRI_PLUGIN];
-        assert!(bool_at(
-            &document,
-            &[&cri[..], &["disable_tcp_service"]].concat()
-        ));
-        assert_eq!(
-            str_at(&document, &[&cri[..], &["stream_server_address"]].concat()),
-            "127.0.0.1"
-        );
-        assert_eq!(
-            str_at(&document, &[&cri[..], &["stream_server_port"]].concat()),
-            "0"
-        );
+        for (stock, version) in stocks() {
+            let document = isolated(&stock);
+            assert_eq!(str_at(&document, &["grpc", "tcp_address"]), "");
+            assert_eq!(str_at(&document, &["debug", "address"]), "");
+            assert_eq!(str_at(&document, &["metrics", "address"]), "");
+            let (_, streaming) = cri_tables(version);
+            let cri = ["plugins", streaming];
+            assert!(bool_at(
+                &document,
+                &[&cri[..], &["disable_tcp_service"]].concat()
+            ));
+            assert_eq!(
+                str_at(&document, &[&cri[..], &["stream_server_address"]].concat()),
+                "127.0.0.1"
+            );
+            assert_eq!(
+                str_at(&document, &[&cri[..], &["stream_server_port"]].concat()),
+                "0"
+            );
+        }
     }
 
     #[test]
     fn no_containix_handler_is_added() {
+        for (stock, version) in stocks() {
+            let output = isolate(&stock, &layout(), PAUSE).unwrap();
+            assert!(!output.contains("containix."), "{output}");
+            assert!(!output.contains("runtimes.containix"), "{output}");
+            let document: DocumentMut = output.parse().unwrap();
+            let (runtime, _) = cri_tables(version);
+            let runtimes = document["plugins"][runtime]["containerd"]["runtimes"]
+                .as_table()
+                .unwrap();
+            let names: Vec<&str> = runtimes.iter().map(|(name, _)| name).collect();
+            assert_eq!(names, ["runc"]);
+        }
+    }
+
+    #[test]
+    fn nri_listens_inside_the_instance_where_the_config_has_it() {
+        for stock in [STOCK_1_7, STOCK_2_1] {
+            let document = isolated(stock);
+            assert_eq!(
+                str_at(&document, &["plugins", NRI_PLUGIN, "socket_path"]),
+                format!("{INSTANCE}/nri.sock")
+            );
+        }
+        // containerd 1.6 has no NRI: nothing is added for it.
         let output = isolate(&stock(), &layout(), PAUSE).unwrap();
-        assert!(!output.contains("containix."), "{output}");
-        assert!(!output.contains("runtimes.containix"), "{output}");
-        let document: DocumentMut = output.parse().unwrap();
-        let runtimes = document["plugins"][CRI_PLUGIN]["containerd"]["runtimes"]
-            .as_table()
-            .unwrap();
-        let names: Vec<&str> = runtimes.iter().map(|(name, _)| name).collect();
-        assert_eq!(names, ["runc"]);
+        assert!(!output.contains(NRI_PLUGIN), "{output}");
+    }
+
+    #[test]
+    fn version_3_changes_only_the_patched_lines() {
+        let output = isolate(STOCK_2_1, &layout(), PAUSE).unwrap();
+        let (before, after): (Vec<&str>, Vec<&str>) =
+            (STOCK_2_1.lines().collect(), output.lines().collect());
+        assert_eq!(before.len(), after.len(), "lines were added:\n{output}");
+        let changed: Vec<&str> = before
+            .iter()
+            .zip(&after)
+            .filter(|(old, new)| old != new)
+            .map(|(old, _)| old.split('=').next().unwrap().trim())
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                "root",
+                "state",
+                "address",
+                "address",
+                "sandbox",
+                "restrict_oom_score_adj",
+                "netns_mounts_under_state_dir",
+                "Root",
+                "bin_dirs",
+                "conf_dir",
+                "path",
+                "socket_path",
+            ]
+        );
     }
 
     #[test]
@@ -564,8 +709,8 @@ mod tests {
                 .contains("`version = (missing)`, expected `version = 2`"),
             "{error}"
         );
-        let error = isolate("version = 3\n", &layout(), PAUSE).unwrap_err();
-        assert!(error.to_string().contains("`version = 3`"), "{error}");
+        let error = isolate("version = 4\n", &layout(), PAUSE).unwrap_err();
+        assert!(error.to_string().contains("`version = 4`"), "{error}");
         let error = isolate("version = 2\ngrpc = 1\n", &layout(), PAUSE).unwrap_err();
         assert_eq!(
             error.to_string(),

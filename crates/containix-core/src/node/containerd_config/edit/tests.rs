@@ -6,6 +6,10 @@ use super::*;
 const STOCK_1_6: &str = include_str!("../testdata/containerd-1.6-default.toml");
 /// A containerd 2.x style config (version 3).
 const STYLE_2_X: &str = include_str!("../testdata/containerd-2-style.toml");
+/// `containerd config default` of containerd 1.7.24 (Debian trixie), verbatim.
+const STOCK_1_7: &str = include_str!("../testdata/containerd-1.7.24-default.toml");
+/// `containerd config default` of containerd 2.1.9 (Debian sid), verbatim (version 3).
+const STOCK_2_1: &str = include_str!("../testdata/containerd-2.1.9-default.toml");
 
 /// The lines `after` has that `before` lacks, checking that `before`'s lines all survive in
 /// order (so the edit only inserted lines).
@@ -69,7 +73,12 @@ fn stock_1_6_config_gets_exactly_the_handler_next_to_runc() {
 
 #[test]
 fn installing_twice_changes_nothing_and_removal_restores_the_bytes() {
-    for (text, version) in [(STOCK_1_6, 2), (STYLE_2_X, 3)] {
+    for (text, version) in [
+        (STOCK_1_6, 2),
+        (STYLE_2_X, 3),
+        (STOCK_1_7, 2),
+        (STOCK_2_1, 3),
+    ] {
         let first = add_handler(text, 2).unwrap();
         assert_eq!(first.version, version);
         let installed = first.after.unwrap();
@@ -82,6 +91,24 @@ fn installing_twice_changes_nothing_and_removal_restores_the_bytes() {
         let again = remove_handler(text).unwrap();
         assert!(!again.changed());
     }
+}
+
+#[test]
+fn the_real_2_1_default_gets_the_handler_in_the_runtime_plugin_with_runc_s_options() {
+    let after = add_handler(STOCK_2_1, 2).unwrap().after.unwrap();
+    assert_eq!(
+        inserted_lines(STOCK_2_1, &after).len(),
+        after.lines().count() - STOCK_2_1.lines().count()
+    );
+    let root: toml::Table = after.parse().unwrap();
+    let runtimes = &root["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"];
+    let handler = &runtimes["containix"];
+    assert_eq!(handler["runtime_type"].as_str(), Some(RUNTIME_TYPE));
+    assert_eq!(
+        handler["options"].as_table().map(toml::Table::len),
+        runtimes["runc"]["options"].as_table().map(toml::Table::len)
+    );
+    assert_eq!(check(&after).unwrap().version, 3);
 }
 
 #[test]
