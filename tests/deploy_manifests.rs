@@ -111,6 +111,44 @@ fn installer_commands_are_accepted_by_the_cli_and_mount_the_host_root() {
     }
 }
 
+/// The node warmer runs `containix prefetch` on the node's own paths, reading its list from the
+/// ConfigMap beside it.
+#[test]
+fn the_node_warmer_prefetches_the_configmap_s_list_on_the_node_s_paths() {
+    let file = "prefetch/daemonset.yaml";
+    let manifest = read(file);
+    let daemonset = find_kind(&manifest, "DaemonSet", file);
+    let pod = &daemonset["spec"]["template"]["spec"];
+    let prefetch = container(pod, "prefetch");
+    let command = strings(prefetch, "command");
+    assert_eq!(command[..2], ["containix", "prefetch"], "{file}");
+    assert_accepts(&containix_bin(), &command[1..], file);
+    for (volume, path) in [
+        ("nix", "/nix"),
+        ("state", "/var/lib/containix"),
+        ("policy", "/etc/containix"),
+    ] {
+        assert_eq!(mount_path(prefetch, volume), path, "{file}: {volume}");
+        assert_eq!(host_path(pod, volume), path, "{file}: {volume}");
+    }
+    let state = prefetch["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "state")
+        .unwrap();
+    assert_eq!(state["mountPropagation"], "Bidirectional", "{file}");
+    let list = &command[command.iter().position(|a| a == "--from-file").unwrap() + 1];
+    let dir = mount_path(prefetch, "refs");
+    assert_eq!(list, &format!("{dir}/refs"), "{file}");
+    let configmap = find_kind(&manifest, "ConfigMap", file);
+    assert_eq!(
+        volume(pod, "refs")["configMap"]["name"],
+        configmap["metadata"]["name"]
+    );
+    assert!(configmap["data"]["refs"].is_string(), "{file}");
+}
+
 #[test]
 fn csi_plugin_accepts_its_args_and_needs_no_policy_file() {
     let file = "csi/daemonset.yaml";
@@ -286,7 +324,7 @@ fn daemonsets_are_node_infrastructure_with_consistent_labels() {
             }
         }
     }
-    assert_eq!(daemonsets, 3);
+    assert_eq!(daemonsets, 4);
     // The CSI plugin's containers all have liveness probes (livenessprobe is the plugin's).
     let csi = find_kind(&read("csi/daemonset.yaml"), "DaemonSet", "csi");
     for name in ["containix-csi", "node-driver-registrar"] {

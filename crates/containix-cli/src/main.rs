@@ -47,6 +47,8 @@ enum Command {
     Doctor(commands::doctor::Args),
     Node(commands::node::Args),
     Policy(commands::policy::Args),
+    Prefetch(commands::prefetch::Args),
+    Status(commands::status::Args),
     Config(commands::config::Args),
     Completions(commands::completions::Args),
 }
@@ -64,6 +66,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Node(args) => commands::node::run(args),
         Command::Policy(args) => commands::policy::run(args),
+        Command::Prefetch(args) => commands::prefetch::run(args),
+        Command::Status(args) => commands::status::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::Completions(args) => commands::completions::run(args, Cli::command()),
     };
@@ -111,9 +115,9 @@ mod tests {
         leaves(&Cli::command(), Vec::new(), &mut all);
         assert_eq!(
             all.len(),
-            13,
+            15,
             "resolve, sbom, assemble, run, spec, image empty|build, doctor, node install|uninstall, \
-             policy check, config show, completions"
+             policy check, prefetch, status, config show, completions"
         );
         for (words, command) in &all {
             let help = command

@@ -1,6 +1,9 @@
-//! Setting up a **node**: containerd's config file and the `containix` runtime handler in it
-//! ([`containerd_config`]), and installing or removing containix on a node that is not NixOS
-//! ([`install`]: the shim on containerd's `PATH`, the handler, the node policy).
+//! The **node** as a whole: setting it up (containerd's config and the `containix` runtime
+//! handler in it, [`containerd_config`]; installing or removing containix on a node that is not
+//! NixOS, [`install`]), warming it before pods land ([`prefetch`]), and reporting what it does
+//! for pods ([`node_status`]).
 
 pub mod containerd_config;
 pub mod install;
+pub mod node_status;
+pub mod prefetch;

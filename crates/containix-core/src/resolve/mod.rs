@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod error;
 pub mod flake_eval;
+pub mod held_closure;
 pub mod inflight;
 pub mod known_roots;
 pub mod process_runner;

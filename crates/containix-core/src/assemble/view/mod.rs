@@ -20,4 +20,5 @@ pub mod result_holder;
 
 pub use error::ViewError;
 pub use mechanism::ViewMechanism;
-pub use registry::{StoreViews, View, ViewSummary};
+pub use record::UserLease;
+pub use registry::{StoreViews, View, ViewSummary, ViewUser};

@@ -55,6 +55,48 @@ impl ViewRecord {
     }
 }
 
+/// How long a user of a view counts: a container or volume for as long as the node has not
+/// rebooted (it cannot outlive the boot), a prefetch until a point in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserLease {
+    /// Until the node reboots: the boot id it was taken in.
+    Boot(String),
+    /// Until this many seconds since the epoch, across reboots.
+    Until(u64),
+}
+
+impl UserLease {
+    /// A lease for the current boot.
+    pub fn this_boot() -> Self {
+        UserLease::Boot(boot_id())
+    }
+
+    /// Reads a user file's contents (a boot id, or `until=<seconds>`).
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim();
+        match text.strip_prefix("until=").map(str::parse) {
+            Some(Ok(seconds)) => UserLease::Until(seconds),
+            _ => UserLease::Boot(text.to_owned()),
+        }
+    }
+
+    /// The user file's contents.
+    pub fn render(&self) -> String {
+        match self {
+            UserLease::Boot(boot) => boot.clone(),
+            UserLease::Until(seconds) => format!("until={seconds}"),
+        }
+    }
+
+    /// Whether the lease still holds in boot `boot` at `now` (seconds since the epoch).
+    pub fn is_live(&self, boot: &str, now: u64) -> bool {
+        match self {
+            UserLease::Boot(taken_in) => taken_in == boot,
+            UserLease::Until(until) => now < *until,
+        }
+    }
+}
+
 /// The id of the view of the closure of `roots`: a closure is determined by its roots (store
 /// paths never change their references), so their sorted set names it.
 pub fn view_id(roots: &[StorePath]) -> String {
@@ -174,6 +216,23 @@ mod tests {
         assert_eq!(id.len(), 32);
         assert_eq!(id, view_id(&[b.clone(), a.clone(), b.clone()]));
         assert_ne!(id, view_id(&[a]));
+    }
+
+    #[test]
+    fn leases_hold_for_their_boot_or_until_their_time() {
+        assert_eq!(UserLease::parse("abc\n"), UserLease::Boot("abc".into()));
+        assert_eq!(UserLease::parse("until=100"), UserLease::Until(100));
+        assert_eq!(
+            UserLease::parse("until=x"),
+            UserLease::Boot("until=x".into())
+        );
+        for lease in [UserLease::Boot("b".into()), UserLease::Until(7)] {
+            assert_eq!(UserLease::parse(&lease.render()), lease);
+        }
+        assert!(UserLease::Boot("b".into()).is_live("b", u64::MAX));
+        assert!(!UserLease::Boot("b".into()).is_live("c", 0));
+        assert!(UserLease::Until(10).is_live("any", 9));
+        assert!(!UserLease::Until(10).is_live("any", 10));
     }
 
     #[test]

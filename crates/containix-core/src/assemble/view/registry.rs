@@ -18,11 +18,11 @@ use tokio::time::Instant;
 use super::error::ViewError;
 use super::mechanism::{ViewMechanism, first_choice};
 use super::mount_clone::MountClone;
-use super::record::{ViewPaths, ViewRecord, boot_id, view_id, write_atomically};
+use super::record::{UserLease, ViewPaths, ViewRecord, boot_id, view_id, write_atomically};
 use crate::assemble::rootfs::{self, RootfsError};
 use crate::request::view_setting::ViewSetting;
+use crate::resolve::held_closure::HeldClosure;
 use crate::resolve::resolved::Resolved;
-use crate::resolve::resolver::Resolution;
 use crate::resolve::single_flight::{KeyLock, LockDir, LockError};
 use crate::store::closure::{Closure, ClosureError};
 use crate::store::gc_roots::{GcRoots, validate_consumer};
@@ -62,15 +62,36 @@ impl View {
     }
 }
 
-/// One view as `containix doctor` and the tests list it.
+/// One view as `containix status` and the tests list it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewSummary {
     /// The view's id.
     pub id: String,
     /// Its record; `None` while (or if) it is unfinished.
     pub record: Option<ViewRecord>,
-    /// Its users in this boot.
-    pub users: Vec<String>,
+    /// Its users whose lease holds, by name.
+    pub users: Vec<ViewUser>,
+}
+
+/// A user of a view whose lease holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewUser {
+    /// The container, volume or prefetch.
+    pub name: String,
+    /// Its lease.
+    pub lease: UserLease,
+}
+
+impl PartialEq<str> for ViewUser {
+    fn eq(&self, name: &str) -> bool {
+        self.name == name
+    }
+}
+
+impl PartialEq<&str> for ViewUser {
+    fn eq(&self, name: &&str) -> bool {
+        self.name == *name
+    }
 }
 
 /// What [`StoreViews::sweep`] did.
@@ -139,11 +160,14 @@ impl StoreViews {
         let Some(record) = paths.read_record()? else {
             return Ok(None);
         };
-        if !record.is_live(&boot_id()) || !self.roots_held(&id, &record.roots) {
+        if !record.is_live(&boot_id())
+            || !mounts_visible(&paths, &record)
+            || !self.roots_held(&id, &record.roots)
+        {
             return Ok(None);
         }
         let infos = paths.read_closure()?;
-        add_user(&paths, consumer)?;
+        add_user(&paths, consumer, &UserLease::this_boot())?;
         Ok(Some(View {
             id,
             mechanism: record.mechanism,
@@ -157,8 +181,20 @@ impl StoreViews {
     /// closes. On failure, nothing of a view this call started is left.
     pub async fn acquire(
         &self,
-        resolution: Resolution,
+        resolution: impl HeldClosure,
         consumer: &str,
+    ) -> Result<(View, Resolved), ViewError> {
+        self.acquire_for(resolution, consumer, UserLease::this_boot())
+            .await
+    }
+
+    /// [`acquire`](Self::acquire), with `consumer` counting until `lease` ends instead of for
+    /// this boot (a prefetch keeps a view for a set time, across reboots).
+    pub async fn acquire_for(
+        &self,
+        resolution: impl HeldClosure,
+        consumer: &str,
+        lease: UserLease,
     ) -> Result<(View, Resolved), ViewError> {
         check_consumer(consumer)?;
         let id = view_id(&resolution.resolved().roots);
@@ -166,21 +202,22 @@ impl StoreViews {
         let lock = self.lock(&id).await?;
         if let Some(record) = paths.read_record()?
             && record.is_live(&boot_id())
+            && mounts_visible(&paths, &record)
             && self.roots_held(&id, &record.roots)
         {
             let infos = paths.read_closure()?;
-            add_user(&paths, consumer)?;
+            add_user(&paths, consumer, &lease)?;
             let view = View {
                 id,
                 mechanism: record.mechanism,
                 store: paths.store(),
                 infos,
             };
-            return Ok((view, resolution.into_unrooted()));
+            return Ok((view, resolution.release()));
         }
         // Unfinished, from an earlier boot, or unrooted: start again from nothing.
         remove_files(&id, &paths)?;
-        let result = self.make(&id, &paths, resolution, consumer).await;
+        let result = self.make(&id, &paths, resolution, consumer, &lease).await;
         if result.is_err() {
             // The error that stopped the work matters more than a failed undo.
             let _ = remove_files(&id, &paths);
@@ -194,8 +231,9 @@ impl StoreViews {
         &self,
         id: &str,
         paths: &ViewPaths,
-        resolution: Resolution,
+        resolution: impl HeldClosure,
         consumer: &str,
+        lease: &UserLease,
     ) -> Result<(View, Resolved), ViewError> {
         let resolved = resolution
             .hold(&self.gc_roots, &Self::gc_consumer(id))
@@ -233,7 +271,7 @@ impl StoreViews {
         };
         let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
         write_atomically(&paths.ready(), &json)?;
-        add_user(paths, consumer)?;
+        add_user(paths, consumer, lease)?;
         tracing::info!(
             view = id,
             mechanism = %mechanism,
@@ -432,6 +470,26 @@ fn link_farm(root: &Path, closure: &Closure) -> Result<(), RootfsError> {
     rootfs::populate_from(&inside, &store, closure, mode, &mut |_| {}).map(drop)
 }
 
+/// Whether a bind tree's mounts are there in this process's mount namespace: made in another
+/// (a container without shared propagation), or lost, the view would show empty directories.
+/// A root that is a directory or a file must be the store's own inode in the view.
+fn mounts_visible(paths: &ViewPaths, record: &ViewRecord) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if record.mechanism != ViewMechanism::BindTree {
+        return true;
+    }
+    record.roots.iter().all(|root| {
+        let Ok(store) = fs::symlink_metadata(root.as_path()) else {
+            return false;
+        };
+        if store.file_type().is_symlink() {
+            return true;
+        }
+        fs::symlink_metadata(paths.store().join(root.base_name()))
+            .is_ok_and(|view| view.dev() == store.dev() && view.ino() == store.ino())
+    })
+}
+
 fn check_consumer(consumer: &str) -> Result<(), ViewError> {
     validate_consumer(consumer).map_err(|source| ViewError::Consumer {
         consumer: consumer.to_owned(),
@@ -439,18 +497,19 @@ fn check_consumer(consumer: &str) -> Result<(), ViewError> {
     })
 }
 
-fn add_user(paths: &ViewPaths, consumer: &str) -> Result<(), ViewError> {
+fn add_user(paths: &ViewPaths, consumer: &str, lease: &UserLease) -> Result<(), ViewError> {
     let users = paths.users();
     fs::create_dir_all(&users).map_err(|source| ViewError::Io {
         action: "creating",
         path: users.clone(),
         source,
     })?;
-    write_atomically(&users.join(consumer), boot_id().as_bytes())
+    write_atomically(&users.join(consumer), lease.render().as_bytes())
 }
 
-/// The users recorded in this boot; users from earlier boots are removed on the way.
-fn live_users(paths: &ViewPaths) -> Result<Vec<String>, ViewError> {
+/// The users whose lease holds; the others (from an earlier boot, or expired) are removed on
+/// the way.
+fn live_users(paths: &ViewPaths) -> Result<Vec<ViewUser>, ViewError> {
     let dir = paths.users();
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -464,6 +523,9 @@ fn live_users(paths: &ViewPaths) -> Result<Vec<String>, ViewError> {
         }
     };
     let boot = boot_id();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut users = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let Ok(name) = entry.file_name().into_string() else {
@@ -472,14 +534,14 @@ fn live_users(paths: &ViewPaths) -> Result<Vec<String>, ViewError> {
         if name.starts_with('.') {
             continue;
         }
-        let recorded = fs::read_to_string(entry.path()).unwrap_or_default();
-        if recorded.trim() == boot {
-            users.push(name);
+        let lease = UserLease::parse(&fs::read_to_string(entry.path()).unwrap_or_default());
+        if lease.is_live(&boot, now) {
+            users.push(ViewUser { name, lease });
         } else {
             remove_file(&entry.path())?;
         }
     }
-    users.sort();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(users)
 }
 
