@@ -4,7 +4,9 @@
 //! The test node's shim reads a node policy the testkit writes (state dir inside the node's
 //! temp dir); these tests allow `path:/nix/store/` refs so the offline fixture flakes resolve.
 //! Note on CRI: containerd creates the task (and so runs the containix step) at StartContainer,
-//! so that is where a bad annotation is reported.
+//! and CreateContainer never reaches the shim. The pod's annotations reach it first with the
+//! sandbox at RunPodSandbox: annotations that are wrong in themselves are refused there, the
+//! rest (a disallowed ref, an entrypoint the closure lacks) at StartContainer.
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +59,27 @@ impl Pod {
         name: &str,
         annotations: &[(&str, &str)],
     ) -> Pod {
+        Self::try_run_in(node, namespace, name, annotations)
+            .await
+            .unwrap()
+    }
+
+    /// RunPodSandbox with `annotations`: the pod, or the call's error.
+    async fn try_run(
+        node: &Containerd,
+        name: &str,
+        annotations: &[(&str, &str)],
+    ) -> Result<Pod, String> {
+        Self::try_run_in(node, "default", name, annotations).await
+    }
+
+    /// [`Pod::try_run`] in Kubernetes namespace `namespace`.
+    async fn try_run_in(
+        node: &Containerd,
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+    ) -> Result<Pod, String> {
         let log_dir = node.create_pod_log_dir(name).unwrap();
         let mut spec = PodSandboxSpec::new(name)
             .namespace(namespace)
@@ -69,13 +92,13 @@ impl Pod {
         let id = cri
             .run_pod_sandbox(&config, CONTAINIX_RUNTIME_HANDLER)
             .await
-            .unwrap();
-        Pod {
+            .map_err(|e| e.to_string())?;
+        Ok(Pod {
             cri,
             id,
             config,
             log_dir,
-        }
+        })
     }
 
     /// Creates and starts `spec`; the error of whichever call failed.
@@ -284,13 +307,15 @@ async fn store_paths_and_passthrough_containers_run_without_evaluation() {
 }
 
 #[tokio::test]
-async fn bad_annotations_fail_the_container_with_a_containix_message_and_leave_nothing() {
+async fn bad_annotations_fail_the_pod_or_container_with_a_containix_message_and_leave_nothing() {
     let hello = fixtures::example_hello().unwrap();
     let node = start_node("").await;
     let out = hello.out_path.display().to_string();
     // (pod name, its annotations, what the error must mention)
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
-    let cases: [Case<'_>; 5] = [
+
+    // Wrong in themselves: refused with the sandbox, at RunPodSandbox.
+    let at_sandbox: [Case<'_>; 3] = [
         (
             "unknown-key",
             vec![("containix.dev/flak", "github:org/app")],
@@ -309,6 +334,25 @@ async fn bad_annotations_fail_the_container_with_a_containix_message_and_leave_n
             vec![("containix.dev/flake", "github:org")],
             "containix.dev/flake",
         ),
+    ];
+    for (name, annotations, expected) in at_sandbox {
+        let Err(err) = Pod::try_run(&node, name, &annotations).await else {
+            panic!("{name}: the pod sandbox started");
+        };
+        assert!(err.contains("containix: "), "{name}: {err}");
+        assert!(err.contains(expected), "{name}: {err}");
+        let sandboxes = node.cri().list_pod_sandboxes().await.unwrap();
+        assert!(
+            sandboxes
+                .iter()
+                .all(|s| s.metadata.as_ref().is_none_or(|m| m.name != name)),
+            "{name}: a sandbox is left: {sandboxes:?}"
+        );
+        assert_eq!(containix_leftovers(&node), Vec::<PathBuf>::new(), "{name}");
+    }
+
+    // Known only once the closure or the node's policy is looked at: at StartContainer.
+    let at_start: [Case<'_>; 2] = [
         (
             "no-entrypoint",
             vec![
@@ -323,7 +367,7 @@ async fn bad_annotations_fail_the_container_with_a_containix_message_and_leave_n
             "not allowed on this node",
         ),
     ];
-    for (name, annotations, expected) in cases {
+    for (name, annotations, expected) in at_start {
         let pod = Pod::run(&node, name, &annotations).await;
         let err = pod
             .start(&ContainerSpec::new("app", EMPTY_IMAGE_NAME))
@@ -574,12 +618,19 @@ async fn the_allow_list_matches_the_fetched_source_and_scopes_namespaces_through
         ),
     ];
     for (namespace, name, annotations, expected) in &cases {
-        let pod = Pod::run_in(&node, namespace, name, annotations).await;
-        let err = pod.start(&app()).await.expect_err(name);
+        // A key containix does not know is refused with the sandbox already; the policy's
+        // verdicts come at StartContainer.
+        let pod = Pod::try_run_in(&node, namespace, name, annotations).await;
+        let err = match &pod {
+            Ok(pod) => pod.start(&app()).await.expect_err(name),
+            Err(err) => err.clone(),
+        };
         assert!(err.contains("containix: "), "{name}: {err}");
         assert!(err.contains(expected.as_str()), "{name}: {err}");
         assert_eq!(containix_leftovers(&node), Vec::<PathBuf>::new(), "{name}");
-        pod.remove().await;
+        if let Ok(pod) = pod {
+            pod.remove().await;
+        }
     }
 
     // The namespace containerd reports picks the namespace's settings.

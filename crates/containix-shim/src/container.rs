@@ -15,7 +15,8 @@ use tracing::warn;
 
 use crate::{
     error::{Result, ShimError},
-    process::Process,
+    oom::OomWatcher,
+    process::{ExitInfo, Process, Status},
     runtime_options,
     spawner::OciRuntime,
     stats::Cgroup,
@@ -37,6 +38,14 @@ pub struct Container {
     pub rootfs_mounted: bool,
     /// The init process's cgroup, for stats and OOM detection.
     pub cgroup: Option<Cgroup>,
+    /// The live OOM watcher on that cgroup, until init's exit is published.
+    pub oom: Option<OomWatcher>,
+    /// Init's exit, held back until the container's running execs have exited too: init's
+    /// exit is the container's last one, as containerd's runc shim publishes them.
+    pub pending_init_exit: Option<ExitInfo>,
+    /// Task.Delete is tearing the container down: it still answers State and Kill (as
+    /// stopped) so that containerd keeps finding the task until the delete has returned.
+    pub deleting: bool,
     /// Whether the container shares a pid namespace it does not own, so its other processes
     /// outlive init unless the shim kills them.
     pub kill_all_on_exit: bool,
@@ -56,6 +65,21 @@ impl Container {
                 self.id
             ))
         })
+    }
+
+    /// Whether an exec process is running (started and not yet exited).
+    pub fn has_running_execs(&self) -> bool {
+        self.execs
+            .values()
+            .any(|exec| matches!(exec.status, Status::Running | Status::Paused) && exec.pid > 0)
+    }
+
+    /// The exec id of the exec process `pid`, if one is.
+    pub fn exec_id_of(&self, pid: u32) -> Option<&str> {
+        self.execs
+            .iter()
+            .find(|(_, exec)| exec.pid > 0 && exec.pid as u32 == pid)
+            .map(|(id, _)| id.as_str())
     }
 
     /// Mutable [`Container::process`].

@@ -10,6 +10,7 @@ mod events;
 mod io;
 mod logging;
 mod logrus_format;
+mod oom;
 mod process;
 mod reaper;
 mod resolve_worker;

@@ -1,11 +1,14 @@
 //! The Task service: containerd's task API v2 on top of the [`OciRuntime`](crate::spawner::OciRuntime) seam.
 //!
 //! One mutex guards all containers. Every call that talks to runc holds it for the whole
-//! call, so an exit reported by the reaper is applied only after the call that learned the
-//! pid has recorded it (no lost early exits), and calls on one shim never interleave.
+//! runc call, so an exit reported by the reaper is applied only after the call that learned
+//! the pid has recorded it (no lost early exits). Nothing slow runs under it: Task.Create
+//! resolves a closure (which may take minutes) holding only a reservation of its container
+//! id, and Task.Delete drains output and cleans up with the container marked as deleting,
+//! so the exits, kills, waits and states of the pod's other containers are never held up.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -26,7 +29,8 @@ use containerd_shim::{
             TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM,
             TaskPaused, TaskResumed, TaskStart,
         },
-        protobuf::well_known_types::timestamp::Timestamp,
+        protobuf::well_known_types::{any::Any, timestamp::Timestamp},
+        shim::oci::ProcessDetails,
     },
 };
 use oci_spec::runtime::{LinuxResources, Process as OciProcess};
@@ -39,6 +43,7 @@ use crate::{
     error::{Result, ShimError},
     events::{EventSink, emit},
     io::{PreparedIo, Stdio, pid_file},
+    oom::OomWatcher,
     process::{ExitInfo, Process, Status, wait_exit},
     spawner::{CreateSpec, ExecSpec, RuntimeConfig, RuntimeErrorKind, Spawner},
     stats::Cgroup,
@@ -56,6 +61,8 @@ pub struct TaskService {
 struct Inner {
     namespace: String,
     containers: Mutex<HashMap<String, Container>>,
+    /// Ids whose Task.Create is under way (checked and changed with `containers` locked).
+    creating: std::sync::Mutex<HashSet<String>>,
     spawner: Arc<dyn Spawner>,
     step: Arc<dyn ContainixStep>,
     events: Arc<dyn EventSink>,
@@ -84,6 +91,7 @@ impl TaskService {
             inner: Arc::new(Inner {
                 namespace: namespace.to_owned(),
                 containers: Mutex::new(HashMap::new()),
+                creating: std::sync::Mutex::new(HashSet::new()),
                 spawner,
                 step,
                 events,
@@ -113,13 +121,7 @@ impl TaskService {
         if !req.checkpoint.is_empty() {
             return Err(ShimError::Unimplemented("checkpoint restore"));
         }
-        let mut containers = self.inner.containers.lock().await;
-        if containers.contains_key(&req.id) {
-            return Err(ShimError::AlreadyExists(format!(
-                "container {:?} already exists",
-                req.id
-            )));
-        }
+        let _reservation = self.reserve(&req.id).await?;
         let bundle = PathBuf::from(&req.bundle);
         let options = container::create_options(req.options.as_ref())?;
         let spec = container::read_spec(&bundle).await?;
@@ -180,6 +182,9 @@ impl TaskService {
             }
         };
         let pid_path = pid_file(&bundle, None);
+        // From `runc create` on, the reaper may report init's exit: hold the lock until the
+        // container is recorded, so that exit waits for it.
+        let mut containers = self.inner.containers.lock().await;
         let created = runtime
             .create(&CreateSpec {
                 id: &req.id,
@@ -195,6 +200,7 @@ impl TaskService {
             Err(e) => {
                 // runc normally cleans up after itself; make sure nothing is left behind.
                 let _ = runtime.delete(&req.id, true).await;
+                drop(containers);
                 undo().await;
                 return Err(e.into());
             }
@@ -203,6 +209,7 @@ impl TaskService {
             Ok(io) => io,
             Err(e) => {
                 let _ = runtime.delete(&req.id, true).await;
+                drop(containers);
                 undo().await;
                 return Err(e);
             }
@@ -210,6 +217,13 @@ impl TaskService {
         let mut init = Process::new(None, stdio.clone());
         init.pid = pid;
         init.io = io;
+        let cgroup = Cgroup::of_pid(pid).ok();
+        // Watch from now on: init sits paused in its cgroup, nothing has run yet.
+        let oom = cgroup.as_ref().and_then(|cgroup| {
+            OomWatcher::start(&req.id, cgroup, self.inner.events.clone())
+                .map_err(|e| warn!("no live OOM events for {}: {e}", req.id))
+                .ok()
+        });
         let container = Container {
             id: req.id.clone(),
             bundle: bundle.clone(),
@@ -217,7 +231,10 @@ impl TaskService {
             init,
             execs: HashMap::new(),
             rootfs_mounted,
-            cgroup: Cgroup::of_pid(pid).ok(),
+            cgroup,
+            oom,
+            pending_init_exit: None,
+            deleting: false,
             kill_all_on_exit: container::kill_all_on_exit(&spec),
             io_owner: (options.io_uid, options.io_gid),
         };
@@ -249,6 +266,22 @@ impl TaskService {
         })
     }
 
+    /// Reserves `id` for a Task.Create; the reservation ends when the guard drops (also when
+    /// the call is cancelled).
+    async fn reserve(&self, id: &str) -> Result<Reservation> {
+        let containers = self.inner.containers.lock().await;
+        let mut creating = self.inner.creating.lock().expect("creating set poisoned");
+        if containers.contains_key(id) || !creating.insert(id.to_owned()) {
+            return Err(ShimError::AlreadyExists(format!(
+                "container {id:?} already exists"
+            )));
+        }
+        Ok(Reservation {
+            inner: self.inner.clone(),
+            id: id.to_owned(),
+        })
+    }
+
     async fn undo_create(&self, id: &str, bundle: &Path, rootfs_mounted: bool) {
         if rootfs_mounted {
             container::unmount_rootfs(bundle).await;
@@ -263,6 +296,7 @@ impl TaskService {
         let mut containers = self.inner.containers.lock().await;
         let container = containers
             .get_mut(&req.id)
+            .filter(|c| !c.deleting)
             .ok_or_else(|| not_found(&req.id))?;
         if req.exec_id.is_empty() {
             if container.init.status != Status::Created {
@@ -351,6 +385,7 @@ impl TaskService {
         let mut containers = self.inner.containers.lock().await;
         let container = containers
             .get_mut(&req.id)
+            .filter(|c| !c.deleting)
             .ok_or_else(|| not_found(&req.id))?;
         if !req.exec_id.is_empty() {
             let exec = container.process(&req.exec_id)?;
@@ -383,19 +418,49 @@ impl TaskService {
         {
             return Err(e.into());
         }
-        let mut container = containers.remove(&req.id).expect("looked up above");
-        drop(containers);
+        // The container stays listed, as deleting, until everything below is done: while
+        // the delete runs, containerd still finds the task (stopped), so a CRI StopContainer
+        // in that time waits for the exit to be recorded instead of returning early.
+        container.deleting = true;
+        container.oom = None;
         let mut copies = container.init.io.take_copies();
         for exec in container.execs.values_mut() {
             copies.extend(exec.io.take_copies());
         }
+        let teardown = Teardown {
+            id: req.id.clone(),
+            bundle: container.bundle.clone(),
+            rootfs_mounted: container.rootfs_mounted,
+            copies,
+        };
+        drop(containers);
+        // A task of its own, so a cancelled call still finishes the delete.
+        let service = self.clone();
+        tokio::spawn(async move { service.finish_delete(teardown).await })
+            .await
+            .map_err(|e| ShimError::Other(format!("delete task failed: {e}")))
+    }
+
+    /// The slow half of deleting a container: output, mounts, containix state; then the
+    /// container goes from the list and `TaskDelete` is published.
+    async fn finish_delete(&self, teardown: Teardown) -> DeleteResponse {
+        let Teardown {
+            id,
+            bundle,
+            rootfs_mounted,
+            copies,
+        } = teardown;
         drain(copies).await;
-        if container.rootfs_mounted {
-            container::unmount_rootfs(&container.bundle).await;
+        if rootfs_mounted {
+            container::unmount_rootfs(&bundle).await;
         }
-        if let Err(e) = self.inner.step.cleanup(&req.id).await {
-            warn!("containix cleanup of {} failed: {e}", req.id);
+        if let Err(e) = self.inner.step.cleanup(&id).await {
+            warn!("containix cleanup of {id} failed: {e}");
         }
+        let mut containers = self.inner.containers.lock().await;
+        let container = containers
+            .remove(&id)
+            .expect("a deleting container stays listed");
         let exit = container.init.exit().unwrap_or(ExitInfo {
             status: KILLED_STATUS,
             at: now(),
@@ -403,17 +468,17 @@ impl TaskService {
         emit(
             &*self.inner.events,
             TaskDelete {
-                container_id: req.id.clone(),
+                container_id: id.clone(),
                 pid: container.init.pid as u32,
                 exit_status: exit.status,
                 exited_at: Some(exit.at.clone()).into(),
-                id: req.id.clone(),
+                id: id.clone(),
                 ..Default::default()
             },
         )
         .await;
-        info!("deleted container {}", req.id);
-        Ok(delete_response(container.init.pid, Some(exit)))
+        info!("deleted container {id}");
+        delete_response(container.init.pid, Some(exit))
     }
 
     /// Task.Exec: register an exec process (started by Task.Start).
@@ -445,7 +510,7 @@ impl TaskService {
                 req.exec_id, req.id
             )));
         }
-        if container.init.status == Status::Stopped {
+        if container.init.status == Status::Stopped || container.deleting {
             return Err(ShimError::FailedPrecondition(format!(
                 "cannot exec in container {:?}: it has stopped",
                 req.id
@@ -596,19 +661,25 @@ impl TaskService {
         Ok(())
     }
 
-    /// Task.Pids.
+    /// Task.Pids: every process of the container (runc's list), an exec process with its
+    /// exec id in `info`, as containerd's runc shim answers.
     pub async fn pids_task(&self, req: &PidsRequest) -> Result<PidsResponse> {
         let containers = self.inner.containers.lock().await;
         let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
         let pids = container.runtime.ps(&req.id).await?;
-        Ok(PidsResponse {
-            processes: pids
-                .into_iter()
-                .map(|pid| ProcessInfo {
+        let processes = pids
+            .into_iter()
+            .map(|pid| {
+                let info = container.exec_id_of(pid).map(exec_details).transpose()?;
+                Ok(ProcessInfo {
                     pid,
+                    info: info.into(),
                     ..Default::default()
                 })
-                .collect(),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PidsResponse {
+            processes,
             ..Default::default()
         })
     }
@@ -697,6 +768,11 @@ impl TaskService {
 
     /// Applies an exit the reaper reported for `pid`. Pids of no known process (runc's own
     /// commands) are ignored.
+    ///
+    /// An exit is recorded (State says stopped, Wait answers) before its `TaskExit` is
+    /// published, so whoever acts on the event finds the task stopped. Init's exit is the
+    /// container's last: while execs still run (they die with init's pid namespace, or by
+    /// the `kill --all` below), it is held back until the last of them has exited.
     pub async fn handle_exit(&self, pid: i32, status: i32) {
         let mut containers = self.inner.containers.lock().await;
         let info = ExitInfo {
@@ -704,12 +780,51 @@ impl TaskService {
             at: now(),
         };
         for container in containers.values_mut() {
-            if container.init.pid == pid && container.init.exit().is_none() {
+            if container.init.pid == pid
+                && container.init.exit().is_none()
+                && container.pending_init_exit.is_none()
+            {
                 if container.kill_all_on_exit
                     && let Err(e) = container.runtime.kill(&container.id, 9, true).await
                 {
                     debug!("kill --all after init exit of {}: {e}", container.id);
                 }
+                if container.has_running_execs() {
+                    debug!(
+                        "container {} exited; publishing once its execs have",
+                        container.id
+                    );
+                    container.pending_init_exit = Some(info);
+                } else {
+                    self.finish_init_exit(container, info).await;
+                }
+                return;
+            }
+            let Some((exec_id, exec)) = container
+                .execs
+                .iter_mut()
+                .find(|(_, exec)| exec.pid == pid && exec.exit().is_none())
+            else {
+                continue;
+            };
+            exec.set_exited(info.clone());
+            let exec_id = exec_id.clone();
+            self.emit_exit(&container.id, &exec_id, pid, &info).await;
+            if !container.has_running_execs()
+                && let Some(init_exit) = container.pending_init_exit.take()
+            {
+                self.finish_init_exit(container, init_exit).await;
+            }
+            return;
+        }
+    }
+
+    /// Records and publishes init's exit, after a last look for OOM kills.
+    async fn finish_init_exit(&self, container: &mut Container, info: ExitInfo) {
+        match container.oom.take() {
+            Some(watcher) => watcher.stop().await,
+            // No live watcher (it could not start): look once, as the exit is known.
+            None => {
                 if container.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0) {
                     emit(
                         &*self.inner.events,
@@ -720,20 +835,16 @@ impl TaskService {
                     )
                     .await;
                 }
-                container.init.set_exited(info.clone());
-                info!("container {} exited with status {status}", container.id);
-                self.emit_exit(&container.id, &container.id, pid, &info)
-                    .await;
-                return;
-            }
-            for (exec_id, exec) in container.execs.iter_mut() {
-                if exec.pid == pid && exec.exit().is_none() {
-                    exec.set_exited(info.clone());
-                    self.emit_exit(&container.id, exec_id, pid, &info).await;
-                    return;
-                }
             }
         }
+        container.init.set_exited(info.clone());
+        info!(
+            "container {} exited with status {}",
+            container.id, info.status
+        );
+        let pid = container.init.pid;
+        self.emit_exit(&container.id, &container.id, pid, &info)
+            .await;
     }
 
     async fn emit_exit(&self, container_id: &str, id: &str, pid: i32, info: &ExitInfo) {
@@ -756,6 +867,38 @@ impl TaskService {
     pub async fn container_count(&self) -> usize {
         self.inner.containers.lock().await.len()
     }
+}
+
+/// What [`TaskService::finish_delete`] tears down.
+struct Teardown {
+    id: String,
+    bundle: PathBuf,
+    rootfs_mounted: bool,
+    copies: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A container id taken by a Task.Create under way; dropping it frees the id.
+struct Reservation {
+    inner: Arc<Inner>,
+    id: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Ok(mut creating) = self.inner.creating.lock() {
+            creating.remove(&self.id);
+        }
+    }
+}
+
+/// The `info` of a Task.Pids entry for an exec process: its exec id, as containerd's runc
+/// shim packs it (`containerd.runc.v1.ProcessDetails`).
+fn exec_details(exec_id: &str) -> Result<Any> {
+    let details = ProcessDetails {
+        exec_id: exec_id.to_owned(),
+        ..Default::default()
+    };
+    containerd_shim::util::convert_to_any(Box::new(details)).map_err(ShimError::from)
 }
 
 fn delete_response(pid: i32, exit: Option<ExitInfo>) -> DeleteResponse {

@@ -13,15 +13,17 @@ use async_trait::async_trait;
 use containerd_shim::{
     ExitSignal,
     api::{
-        CreateTaskRequest, DeleteRequest, ExecProcessRequest, KillRequest, ShutdownRequest,
-        StartRequest, StateRequest, WaitRequest,
+        CreateTaskRequest, DeleteRequest, ExecProcessRequest, KillRequest, PidsRequest,
+        ShutdownRequest, StartRequest, StateRequest, WaitRequest,
     },
     protos::{
-        protobuf::{MessageDyn, well_known_types::any::Any},
+        protobuf::{Message, MessageDyn, well_known_types::any::Any},
+        shim::oci::ProcessDetails,
         ttrpc,
     },
 };
 use oci_spec::runtime::LinuxResources;
+use tokio::sync::Notify;
 
 use crate::{
     containix_step::{ContainixStep, StepError, StepOutcome},
@@ -37,6 +39,8 @@ struct FakeRunc {
     next_pid: AtomicI32,
     fail_create: Mutex<Option<String>>,
     gone: Mutex<bool>,
+    /// What `runc ps` lists.
+    ps: Mutex<Vec<u32>>,
 }
 
 impl FakeRunc {
@@ -99,7 +103,7 @@ impl OciRuntime for FakeRuntime {
         Ok(())
     }
     async fn ps(&self, _id: &str) -> Result<Vec<u32>, RuntimeError> {
-        Ok(vec![])
+        Ok(self.0.ps.lock().unwrap().clone())
     }
     async fn update(&self, id: &str, _resources: &LinuxResources) -> Result<(), RuntimeError> {
         self.0.record(format!("update {id}"));
@@ -119,6 +123,10 @@ impl Spawner for FakeSpawner {
 struct FakeStep {
     fail: Option<String>,
     calls: Mutex<Vec<String>>,
+    /// When set, `prepare` of this container waits for a permit (a long resolution).
+    hold_prepare: Option<(String, Arc<Notify>)>,
+    /// When set, `cleanup` waits for a permit (a slow unmount).
+    hold_cleanup: Option<Arc<Notify>>,
 }
 
 #[async_trait]
@@ -138,6 +146,11 @@ impl ContainixStep for FakeStep {
                 .cloned()
                 .unwrap_or_default()
         ));
+        if let Some((id, gate)) = &self.hold_prepare
+            && id == container_id
+        {
+            gate.notified().await;
+        }
         match &self.fail {
             Some(message) => Err(StepError::new(message.clone())),
             None => Ok(StepOutcome::Prepared),
@@ -149,6 +162,9 @@ impl ContainixStep for FakeStep {
             .lock()
             .unwrap()
             .push(format!("cleanup {container_id}"));
+        if let Some(gate) = &self.hold_cleanup {
+            gate.notified().await;
+        }
         Ok(())
     }
 }
@@ -263,6 +279,26 @@ impl Harness {
             ..Default::default()
         };
         self.task.kill_task(&req).await
+    }
+
+    /// Registers and starts exec `exec_id` running `sleep`; its pid.
+    async fn exec(&self, id: &str, exec_id: &str) -> u32 {
+        let spec = serde_json::to_vec(&serde_json::json!({
+            "args": ["sleep", "1000"], "cwd": "/", "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap();
+        let exec = ExecProcessRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            spec: Some(Any {
+                value: spec,
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        self.task.exec_task(&exec).await.unwrap();
+        self.start(id, exec_id).await.unwrap()
     }
 
     async fn wait(&self, id: &str, exec_id: &str) -> u32 {
@@ -560,4 +596,184 @@ async fn exec_spec_must_be_an_oci_process() {
     };
     let err = h.task.exec_task(&exec).await.unwrap_err();
     assert!(err.to_string().starts_with("spec:"), "{err}");
+}
+
+/// Lets spawned tasks run until `check` holds (bounded, so a bug fails instead of hanging).
+async fn settle(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    panic!("{what}");
+}
+
+#[tokio::test]
+async fn a_long_create_holds_up_no_other_container() {
+    let gate = Arc::new(Notify::new());
+    let h = Arc::new(harness(FakeStep {
+        hold_prepare: Some(("slow".into(), gate.clone())),
+        ..Default::default()
+    }));
+    let pid = h.create("c1").await.unwrap();
+    h.start("c1", "").await.unwrap();
+    let slow = {
+        let h = h.clone();
+        tokio::spawn(async move { h.create("slow").await })
+    };
+    settle("the slow create to reach the containix step", || {
+        h.step.calls.lock().unwrap().len() == 2
+    })
+    .await;
+    // While the slow container resolves: the same id is taken, and c1 is killed, exits,
+    // is waited for and deleted as if nothing else were going on.
+    assert!(matches!(
+        h.create("slow").await,
+        Err(ShimError::AlreadyExists(_))
+    ));
+    h.kill("c1", "", 9).await.unwrap();
+    h.task.handle_exit(pid as i32, 137).await;
+    assert_eq!(h.wait("c1", "").await, 137);
+    assert_eq!(h.status("c1", "").await.unwrap(), "STOPPED");
+    assert_eq!(h.delete("c1", "").await.unwrap(), 137);
+    assert!(!slow.is_finished());
+
+    gate.notify_one();
+    slow.await.unwrap().unwrap();
+    assert_eq!(h.status("slow", "").await.unwrap(), "CREATED");
+}
+
+#[tokio::test]
+async fn a_cancelled_create_frees_its_id() {
+    let gate = Arc::new(Notify::new());
+    let h = harness(FakeStep {
+        hold_prepare: Some(("c1".into(), gate.clone())),
+        ..Default::default()
+    });
+    let cancelled =
+        tokio::time::timeout(std::time::Duration::from_millis(20), h.create("c1")).await;
+    assert!(cancelled.is_err(), "the create should still be waiting");
+    gate.notify_one();
+    h.create("c1").await.unwrap();
+}
+
+#[tokio::test]
+async fn init_exits_last_and_is_recorded_before_it_is_published() {
+    let h = harness(FakeStep::default());
+    let pid = h.create("c1").await.unwrap();
+    h.start("c1", "").await.unwrap();
+    let exec_pid = h.exec("c1", "e1").await;
+
+    // Init dies first; its exec is still running (it dies with init's pid namespace).
+    h.task.handle_exit(pid as i32, 137).await;
+    assert_eq!(h.status("c1", "").await.unwrap(), "RUNNING");
+    assert!(!h.events.topics().contains(&"/tasks/exit".to_owned()));
+    let waiter = {
+        let task = h.task.clone();
+        tokio::spawn(async move {
+            let req = WaitRequest {
+                id: "c1".into(),
+                ..Default::default()
+            };
+            task.wait_task(&req).await.unwrap().exit_status
+        })
+    };
+
+    h.task.handle_exit(exec_pid as i32, 137).await;
+    assert_eq!(waiter.await.unwrap(), 137);
+    assert_eq!(h.status("c1", "").await.unwrap(), "STOPPED");
+    let exits: Vec<String> = h
+        .events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(topic, _)| topic == "/tasks/exit")
+        .map(|(_, event)| event.clone())
+        .collect();
+    assert_eq!(exits.len(), 2, "{exits:?}");
+    assert!(exits[0].contains("id: \"e1\""), "{exits:?}");
+    assert!(exits[1].contains("id: \"c1\""), "{exits:?}");
+    assert_eq!(h.delete("c1", "").await.unwrap(), 137);
+}
+
+#[tokio::test]
+async fn a_deleting_container_still_answers_as_stopped() {
+    let gate = Arc::new(Notify::new());
+    let h = Arc::new(harness(FakeStep {
+        hold_cleanup: Some(gate.clone()),
+        ..Default::default()
+    }));
+    let pid = h.create("c1").await.unwrap();
+    h.start("c1", "").await.unwrap();
+    h.task.handle_exit(pid as i32, 0).await;
+    let delete = {
+        let h = h.clone();
+        tokio::spawn(async move { h.delete("c1", "").await })
+    };
+    settle("the delete to reach the containix cleanup", || {
+        h.step.calls.lock().unwrap().len() == 2
+    })
+    .await;
+    // containerd still finds the task, stopped: CRI's StopContainer waits for the exit to be
+    // recorded rather than finding no task and returning early.
+    assert_eq!(h.status("c1", "").await.unwrap(), "STOPPED");
+    assert_eq!(h.wait("c1", "").await, 0);
+    assert!(matches!(
+        h.kill("c1", "", 9).await,
+        Err(ShimError::NotFound(_))
+    ));
+    assert!(matches!(
+        h.delete("c1", "").await,
+        Err(ShimError::NotFound(_))
+    ));
+    assert!(matches!(
+        h.create("c1").await,
+        Err(ShimError::AlreadyExists(_))
+    ));
+    assert!(!h.events.topics().contains(&"/tasks/delete".to_owned()));
+    h.task
+        .shutdown_task(&ShutdownRequest::default())
+        .await
+        .unwrap();
+
+    gate.notify_one();
+    assert_eq!(delete.await.unwrap().unwrap(), 0);
+    assert!(matches!(
+        h.status("c1", "").await,
+        Err(ShimError::NotFound(_))
+    ));
+    assert_eq!(h.events.topics().last().unwrap(), "/tasks/delete");
+    assert_eq!(h.task.container_count().await, 0);
+}
+
+#[tokio::test]
+async fn pids_name_the_exec_of_each_exec_process() {
+    let h = harness(FakeStep::default());
+    let pid = h.create("c1").await.unwrap();
+    h.start("c1", "").await.unwrap();
+    let exec_pid = h.exec("c1", "e1").await;
+    *h.runc.ps.lock().unwrap() = vec![pid, exec_pid, 7];
+    let processes = h
+        .task
+        .pids_task(&PidsRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .processes;
+    let pids: Vec<u32> = processes.iter().map(|p| p.pid).collect();
+    assert_eq!(pids, [pid, exec_pid, 7]);
+    assert!(processes[0].info.is_none());
+    assert!(processes[2].info.is_none());
+    let info = processes[1].info.as_ref().unwrap();
+    assert_eq!(info.type_url, "containerd.runc.v1.ProcessDetails");
+    assert_eq!(
+        ProcessDetails::parse_from_bytes(&info.value)
+            .unwrap()
+            .exec_id,
+        "e1"
+    );
 }

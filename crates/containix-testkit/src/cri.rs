@@ -559,6 +559,7 @@ pub struct ContainerSpec {
     readonly_rootfs: bool,
     privileged: bool,
     namespace_options: Option<proto::NamespaceOption>,
+    memory_limit: Option<i64>,
 }
 
 impl ContainerSpec {
@@ -659,6 +660,12 @@ impl ContainerSpec {
         self
     }
 
+    /// `resources.limits.memory`, in bytes: the container's memory cgroup limit.
+    pub fn memory_limit(mut self, bytes: i64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
     /// The log file, relative to the pod's log directory (default `<name>.log`).
     pub fn log_path(mut self, relative: &str) -> Self {
         self.log_path = Some(relative.to_owned());
@@ -717,15 +724,23 @@ impl ContainerSpec {
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
             log_path: self.relative_log_path(),
-            linux: (self.readonly_rootfs || self.privileged || self.namespace_options.is_some())
-                .then(|| proto::LinuxContainerConfig {
-                    security_context: Some(proto::LinuxContainerSecurityContext {
-                        readonly_rootfs: self.readonly_rootfs,
-                        privileged: self.privileged,
-                        namespace_options: self.namespace_options.clone(),
-                        ..Default::default()
-                    }),
+            linux: (self.readonly_rootfs
+                || self.privileged
+                || self.namespace_options.is_some()
+                || self.memory_limit.is_some())
+            .then(|| proto::LinuxContainerConfig {
+                resources: self.memory_limit.map(|memory_limit_in_bytes| {
+                    proto::LinuxContainerResources {
+                        memory_limit_in_bytes,
+                    }
                 }),
+                security_context: Some(proto::LinuxContainerSecurityContext {
+                    readonly_rootfs: self.readonly_rootfs,
+                    privileged: self.privileged,
+                    namespace_options: self.namespace_options.clone(),
+                    ..Default::default()
+                }),
+            }),
             ..Default::default()
         }
     }

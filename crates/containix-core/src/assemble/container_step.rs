@@ -232,14 +232,22 @@ impl Prepared {
 }
 
 /// Decides what to do with a container from its spec annotations. Pure.
+///
+/// A pod sandbox runs untouched, but its spec carries the pod's `containix.dev/*` annotations
+/// too: bad ones are refused there already, so RunPodSandbox fails with the error (the
+/// earliest call of a pod that reaches the shim; CRI's CreateContainer never does).
 pub fn decide(annotations: &BTreeMap<String, String>) -> Result<Decision, AnnotationError> {
+    let asks_containix = annotations.keys().any(|key| key.starts_with(PREFIX));
     if annotations
         .get(CONTAINER_TYPE_ANNOTATION)
         .is_some_and(|kind| kind == "sandbox")
     {
+        if asks_containix {
+            PodAnnotations::parse(annotations)?;
+        }
         return Ok(Decision::Passthrough(PassthroughReason::Sandbox));
     }
-    if !annotations.keys().any(|key| key.starts_with(PREFIX)) {
+    if !asks_containix {
         return Ok(Decision::Passthrough(PassthroughReason::NotContainix));
     }
     let pod = PodAnnotations::parse(annotations)?;
@@ -718,6 +726,11 @@ mod tests {
             decide(&sandbox).unwrap(),
             Decision::Passthrough(PassthroughReason::Sandbox)
         );
+        let bare_sandbox = annotations(&[(CONTAINER_TYPE_ANNOTATION, "sandbox")]);
+        assert_eq!(
+            decide(&bare_sandbox).unwrap(),
+            Decision::Passthrough(PassthroughReason::Sandbox)
+        );
         let plain = annotations(&[(CONTAINER_TYPE_ANNOTATION, "container")]);
         assert_eq!(
             decide(&plain).unwrap(),
@@ -791,6 +804,23 @@ mod tests {
         let option_like = annotations(&[("containix.dev/flake", "--impure")]);
         let err = decide(&option_like).unwrap_err().to_string();
         assert!(err.contains("containix.dev/flake"), "{err}");
+    }
+
+    #[test]
+    fn a_sandbox_refuses_the_pods_bad_annotations() {
+        let typo = annotations(&[
+            (CONTAINER_TYPE_ANNOTATION, "sandbox"),
+            ("containix.dev/flak", "github:org/app"),
+        ]);
+        let err = decide(&typo).unwrap_err().to_string();
+        assert!(err.contains("containix.dev/flak"), "{err}");
+        let two_sources = annotations(&[
+            (CONTAINER_TYPE_ANNOTATION, "sandbox"),
+            FLAKE,
+            ("containix.dev/store-paths", "/nix/store/x"),
+        ]);
+        let err = decide(&two_sources).unwrap_err().to_string();
+        assert!(err.contains("containix.dev/store-paths"), "{err}");
     }
 
     #[test]
