@@ -18,7 +18,6 @@ use containix_tests::stop_cleanly;
 /// Starts a pod under `fault`: the error its events would show. Checks that containix named
 /// the closure's root, left nothing behind and did not substitute anything.
 async fn failed_start(node: &mut SubstitutingNode, fault: CacheFault, pod: &str) -> String {
-    let t = std::time::Instant::now();
     node.cache.set_fault(fault).unwrap();
     let pod = node.pod(pod).await;
     let error = attempt(&pod, 0, CRI_DEADLINE)
@@ -27,17 +26,15 @@ async fn failed_start(node: &mut SubstitutingNode, fault: CacheFault, pod: &str)
     let message = containix_message(&error)
         .unwrap_or_else(|| panic!("{fault:?}: no containix message in {error}"))
         .to_owned();
-    eprintln!("{fault:?}: {message} {:?}", t.elapsed());
+    eprintln!("{fault:?}: {message}");
     let root = node.built.out_path.display().to_string();
     assert!(message.contains(&root), "{fault:?}: {message}");
     assert_nothing_left(&node.node, &format!("{fault:?}, after the failed start")).await;
     node.assert_no_daemon_work(&format!("{fault:?}")).await;
     assert!(!node.substituted(), "{fault:?}: the closure became valid");
-    eprintln!("checked {:?}", t.elapsed());
     node.cache.set_fault(CacheFault::Healthy).unwrap();
     node.retry_succeeds_and_clean_up(pod, 1, &format!("{fault:?}"))
         .await;
-    eprintln!("retried {:?}", t.elapsed());
     message
 }
 
@@ -58,7 +55,10 @@ async fn cache_faults_fail_the_start_clearly_leave_nothing_and_a_retry_succeeds(
     // Stalled half-way through the NAR: the resolution's deadline ends it.
     let stalled = failed_start(&mut node, CacheFault::StallNar, "cache-stalled").await;
     assert!(stalled.contains(RESOLUTION_DEADLINE), "{stalled}");
-    assert!(stalled.contains(&format!("substituting {root}")), "{stalled}");
+    assert!(
+        stalled.contains(&format!("substituting {root}")),
+        "{stalled}"
+    );
 
     // A NAR whose contents changed on the way: Nix checks the hash.
     let corrupt = failed_start(&mut node, CacheFault::CorruptNar, "cache-corrupt").await;

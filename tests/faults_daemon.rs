@@ -53,7 +53,10 @@ async fn a_daemon_killed_mid_query_or_mid_substitution_fails_the_start_clearly_a
 
     // Mid-query: the daemon is looking the path up in the cache (its narinfo).
     let query = daemon_killed_during(&mut node, CacheFault::StallNarinfo, "daemon-query").await;
-    assert!(query.contains("the Nix daemon closed the connection"), "{query}");
+    assert!(
+        query.contains("the Nix daemon closed the connection"),
+        "{query}"
+    );
     assert!(query.contains(&format!("substituting {root}")), "{query}");
 
     // Mid-substitution: the daemon is half-way through writing the path.

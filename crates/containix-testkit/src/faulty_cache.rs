@@ -29,10 +29,11 @@ pub enum CacheFault {
     Healthy,
     /// Nothing listens on the port: connections are refused.
     Down,
-    /// Never answers a narinfo request (the connection stays open), so a daemon looking a path
-    /// up in the cache waits.
+    /// Holds every narinfo request (the connection stays open, nothing is sent), so a daemon
+    /// looking a path up in the cache waits; the answer goes out when the fault is switched off.
     StallNarinfo,
-    /// Sends a NAR's headers and its first half, then nothing more (the connection stays open).
+    /// Sends a NAR's headers and its first half, then nothing (the connection stays open); the
+    /// rest goes out when the fault is switched off.
     StallNar,
     /// Serves every NAR with its middle byte flipped.
     CorruptNar,
@@ -102,9 +103,8 @@ impl FaultyCache {
         *self.shared.fault.lock().expect("fault lock")
     }
 
-    /// Switches to `fault`. Stalled responses end (their connections close, short) when the
-    /// stall they are in is switched off; [`CacheFault::Down`] closes the port and any other
-    /// fault opens it again.
+    /// Switches to `fault`. Stalled responses go on when the stall they are in is switched off;
+    /// [`CacheFault::Down`] closes the port and any other fault opens it again.
     pub fn set_fault(&mut self, fault: CacheFault) -> Result<()> {
         *self.shared.fault.lock().expect("fault lock") = fault;
         self.shared.changed.notify_all();
@@ -144,7 +144,11 @@ impl FaultyCache {
     fn accept_on(&self, listener: TcpListener) -> Result<Acceptor> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (stop, shared, root) = (Arc::clone(&stop), Arc::clone(&self.shared), self.root.clone());
+            let (stop, shared, root) = (
+                Arc::clone(&stop),
+                Arc::clone(&self.shared),
+                self.root.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("faulty-cache-{}", self.addr.port()))
                 .spawn(move || {
@@ -190,8 +194,8 @@ fn answer(mut stream: TcpStream, root: &Path, shared: &Shared) -> io::Result<()>
     let fault = *shared.fault.lock().expect("fault lock");
     let is_narinfo = request.path.ends_with(".narinfo");
     let is_nar = request.path.starts_with("/nar/");
-    if fault == CacheFault::StallNarinfo && is_narinfo {
-        return stall(shared, fault);
+    if fault == CacheFault::StallNarinfo && is_narinfo && !stall(shared, fault) {
+        return Ok(());
     }
     let Some(mut body) = resolve(root, &request.path).and_then(|path| fs::read(path).ok()) else {
         return respond_empty(&mut stream, "404 Not Found", request.head_only);
@@ -202,7 +206,9 @@ fn answer(mut stream: TcpStream, root: &Path, shared: &Shared) -> io::Result<()>
             body[middle] ^= 0xff;
         }
         CacheFault::MissingSignature if is_narinfo => {
-            body = rewrite_lines(&body, |line| (!line.starts_with("Sig: ")).then(|| line.into()));
+            body = rewrite_lines(&body, |line| {
+                (!line.starts_with("Sig: ")).then(|| line.into())
+            });
         }
         CacheFault::BadSignature if is_narinfo => {
             body = rewrite_lines(&body, |line| Some(spoil_signature(line)));
@@ -219,16 +225,21 @@ fn answer(mut stream: TcpStream, root: &Path, shared: &Shared) -> io::Result<()>
         return stream.flush();
     }
     if fault == CacheFault::StallNar && is_nar {
-        stream.write_all(&body[..body.len() / 2])?;
+        let half = body.len() / 2;
+        stream.write_all(&body[..half])?;
         stream.flush()?;
-        return stall(shared, fault);
+        if !stall(shared, fault) {
+            return Ok(());
+        }
+        body.drain(..half);
     }
     stream.write_all(&body)?;
     stream.flush()
 }
 
-/// Holds the connection (sending nothing) until `fault` is switched off or the server stops.
-fn stall(shared: &Shared, fault: CacheFault) -> io::Result<()> {
+/// Holds the connection (sending nothing) until `fault` is switched off (`true`: the response
+/// goes on) or the server stops (`false`).
+fn stall(shared: &Shared, fault: CacheFault) -> bool {
     shared.stalls.fetch_add(1, Ordering::SeqCst);
     let started = Instant::now();
     let mut current = shared.fault.lock().expect("fault lock");
@@ -242,7 +253,7 @@ fn stall(shared: &Shared, fault: CacheFault) -> io::Result<()> {
             .expect("fault lock")
             .0;
     }
-    Ok(())
+    *current != fault
 }
 
 /// The text `body` with each line replaced by what `edit` makes of it (`None` drops it).
@@ -325,7 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stalled_nar_sends_half_and_ends_when_the_stall_is_switched_off() {
+    fn a_stalled_nar_sends_half_and_the_rest_when_the_stall_is_switched_off() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("nar")).unwrap();
         fs::write(dir.path().join("nar/a.nar"), b"0123456789").unwrap();
@@ -340,9 +351,11 @@ mod tests {
             response
         });
         cache.wait_for_stalls(1, Duration::from_secs(5)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!reader.is_finished(), "the response went on while stalled");
         cache.set_fault(CacheFault::Healthy).unwrap();
         let response = reader.join().unwrap();
         assert!(String::from_utf8_lossy(&response).contains("Content-Length: 10\r\n"));
-        assert_eq!(body(&response), b"01234");
+        assert_eq!(body(&response), b"0123456789");
     }
 }

@@ -173,7 +173,11 @@ fn answer(mut stream: TcpStream, root: &Path) -> io::Result<()> {
     stream.flush()
 }
 
-pub(crate) fn respond_empty(stream: &mut TcpStream, status: &str, head_only: bool) -> io::Result<()> {
+pub(crate) fn respond_empty(
+    stream: &mut TcpStream,
+    status: &str,
+    head_only: bool,
+) -> io::Result<()> {
     let body = if head_only { "" } else { status };
     write!(
         stream,
