@@ -3,6 +3,7 @@
 //! library holds the checks several test files share.
 
 pub mod manifests;
+pub mod node_faults;
 pub mod source_scan;
 
 use std::path::PathBuf;

@@ -174,6 +174,13 @@ impl ContainixStep for CoreStep {
         let Ok(step) = &self.step else {
             return;
         };
+        match step.sweep_containers().await {
+            Ok(removed) if !removed.is_empty() => {
+                info!("containix: cleaned up after containers of an earlier boot {removed:?}")
+            }
+            Ok(_) => {}
+            Err(err) => warn!("containix: sweeping containers of an earlier boot: {err}"),
+        }
         match step.board().sweep() {
             Ok(removed) if !removed.is_empty() => {
                 info!("containix: removed abandoned in-flight resolutions {removed:?}")

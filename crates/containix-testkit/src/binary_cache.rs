@@ -94,6 +94,16 @@ impl BinaryCache {
 
     /// Copies the closures of `paths` into the cache, signed with the cache's key.
     pub fn push<P: AsRef<Path>>(&self, paths: &[P]) -> Result<()> {
+        self.push_with(paths, "")
+    }
+
+    /// [`push`](Self::push) with the NARs stored uncompressed (`compression=none`), so that a
+    /// changed byte in one is a change of the path's contents.
+    pub fn push_uncompressed<P: AsRef<Path>>(&self, paths: &[P]) -> Result<()> {
+        self.push_with(paths, "&compression=none")
+    }
+
+    fn push_with<P: AsRef<Path>>(&self, paths: &[P], parameters: &str) -> Result<()> {
         if paths.is_empty() {
             return Err(Error::InvalidInput {
                 field: "paths",
@@ -102,7 +112,7 @@ impl BinaryCache {
             });
         }
         let to = format!(
-            "file://{}?secret-key={}",
+            "file://{}?secret-key={}{parameters}",
             self.dir().display(),
             self.key.secret_key_file.display()
         );

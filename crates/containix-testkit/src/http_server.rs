@@ -88,13 +88,15 @@ fn accept_loop(listener: &TcpListener, root: &Path, stopping: &AtomicBool) {
 
 /// A parsed request line.
 #[derive(Debug, PartialEq, Eq)]
-struct Request {
-    head_only: bool,
-    path: String,
+pub(crate) struct Request {
+    /// `HEAD` rather than `GET`.
+    pub(crate) head_only: bool,
+    /// The URL path, without query or fragment.
+    pub(crate) path: String,
 }
 
 /// Parses `METHOD /path HTTP/1.x`; `Err` carries the status line to answer with.
-fn parse_request_line(line: &str) -> Result<Request, &'static str> {
+pub(crate) fn parse_request_line(line: &str) -> Result<Request, &'static str> {
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -116,7 +118,7 @@ fn parse_request_line(line: &str) -> Result<Request, &'static str> {
 }
 
 /// The file under `root` a URL path names, or `None` if it tries to leave `root`.
-fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+pub(crate) fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     let relative = Path::new(url_path.strip_prefix('/')?);
     relative
         .components()
@@ -124,7 +126,9 @@ fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
         .then(|| root.join(relative))
 }
 
-fn answer(stream: TcpStream, root: &Path) -> io::Result<()> {
+/// Reads a request's head from `stream` (with timeouts set): the parsed request line, or the
+/// status to answer with.
+pub(crate) fn read_request(stream: &TcpStream) -> io::Result<Result<Request, &'static str>> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -140,8 +144,11 @@ fn answer(stream: TcpStream, root: &Path) -> io::Result<()> {
             break;
         }
     }
-    let mut stream = stream;
-    let request = match parse_request_line(&request_line) {
+    Ok(parse_request_line(&request_line))
+}
+
+fn answer(mut stream: TcpStream, root: &Path) -> io::Result<()> {
+    let request = match read_request(&stream)? {
         Ok(request) => request,
         Err(status) => return respond_empty(&mut stream, status, false),
     };
@@ -166,7 +173,11 @@ fn answer(stream: TcpStream, root: &Path) -> io::Result<()> {
     stream.flush()
 }
 
-fn respond_empty(stream: &mut TcpStream, status: &str, head_only: bool) -> io::Result<()> {
+pub(crate) fn respond_empty(
+    stream: &mut TcpStream,
+    status: &str,
+    head_only: bool,
+) -> io::Result<()> {
     let body = if head_only { "" } else { status };
     write!(
         stream,
@@ -177,7 +188,7 @@ fn respond_empty(stream: &mut TcpStream, status: &str, head_only: bool) -> io::R
     stream.flush()
 }
 
-fn content_type(path: &str) -> &'static str {
+pub(crate) fn content_type(path: &str) -> &'static str {
     if path.ends_with(".narinfo") {
         "text/x-nix-narinfo"
     } else if path.ends_with("nix-cache-info") {

@@ -21,6 +21,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::assemble::plan::{PlanError, SpecPlan, apply, validate::check_state_dir};
+use crate::assemble::view::record::boot_id;
 
 /// The bundle's runtime spec.
 pub const CONFIG_FILE: &str = "config.json";
@@ -46,6 +47,10 @@ pub struct Manifest {
     pub created_state_dir: bool,
     /// Files created, in order; each is recorded before it is created.
     pub files: Vec<PathBuf>,
+    /// The boot the container was prepared in (absent in manifests of containix 0.1): after a
+    /// reboot its container is gone, and nothing else would ever clean up after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// The result of [`prepare_bundle`].
@@ -145,7 +150,10 @@ pub fn prepare_bundle(
 
     let mut effects = Effects {
         state_dir,
-        manifest: existing.clone().unwrap_or_default(),
+        manifest: existing.clone().unwrap_or_else(|| Manifest {
+            boot_id: Some(boot_id()),
+            ..Manifest::default()
+        }),
     };
     let result = effects.perform(
         existing.is_none(),
@@ -160,6 +168,12 @@ pub fn prepare_bundle(
         return Err(err);
     }
     Ok(Prepared { plan, spec })
+}
+
+/// The boot the container of `state_dir` was prepared in, as its manifest records it; `None`
+/// when there is no manifest or it records no boot.
+pub fn prepared_in_boot(state_dir: &Path) -> Result<Option<String>, BundleError> {
+    Ok(read_manifest(&state_dir.join(MANIFEST_FILE))?.and_then(|manifest| manifest.boot_id))
 }
 
 /// Removes everything the manifest in `state_dir` records, then the manifest, then the state
@@ -572,6 +586,7 @@ mod tests {
                 state_dir.join("group"),
                 bundle_temp.clone(),
             ],
+            boot_id: None,
         };
         fs::write(
             state_dir.join(MANIFEST_FILE),
@@ -594,6 +609,7 @@ mod tests {
         let manifest = Manifest {
             created_state_dir: true,
             files: vec![],
+            boot_id: None,
         };
         fs::write(
             state_dir.join(MANIFEST_FILE),

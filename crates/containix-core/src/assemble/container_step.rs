@@ -22,6 +22,7 @@ use crate::assemble::detached_worker::{InProcessSpawner, WorkerSpawner};
 use crate::assemble::plan::{ImageKind, PlanInput, SpecPlan, plan};
 use crate::assemble::store_facts::HostStore;
 use crate::assemble::view::error::ViewError;
+use crate::assemble::view::record::boot_id;
 use crate::assemble::view::registry::{StoreViews, View};
 use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
 use crate::request::container_request::Request;
@@ -613,6 +614,41 @@ impl ContainerStep {
         }
     }
 
+    /// Cleans up after every container prepared in an earlier boot (its manifest says so): a
+    /// reboot ends containers without a Task.Delete, and containerd, whose state is on a tmpfs,
+    /// no longer knows them. Returns their ids. Containers of this boot, and those of
+    /// containix 0.1 (whose manifests record no boot), are left alone.
+    pub async fn sweep_containers(&self) -> Result<Vec<String>, StepError> {
+        let entries = match fs::read_dir(&self.containers_dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StepError::StateDir {
+                    path: self.containers_dir.clone(),
+                    source,
+                });
+            }
+        };
+        let this_boot = boot_id();
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(id) = entry.file_name().into_string() else {
+                continue;
+            };
+            let prepared_in =
+                bundle::prepared_in_boot(&entry.path()).map_err(|source| StepError::Bundle {
+                    container: id.clone(),
+                    source: Box::new(source),
+                })?;
+            if prepared_in.is_some_and(|boot| boot != this_boot) {
+                self.cleanup(&id).await?;
+                removed.push(id);
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
     fn inflight_error(&self, source: std::io::Error) -> StepError {
         StepError::Inflight {
             path: self.board.work_dir(""),
@@ -804,6 +840,39 @@ mod tests {
         let option_like = annotations(&[("containix.dev/flake", "--impure")]);
         let err = decide(&option_like).unwrap_err().to_string();
         assert!(err.contains("containix.dev/flake"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn containers_of_an_earlier_boot_are_cleaned_up_and_the_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = NodePolicy {
+            state_dir: dir.path().to_owned(),
+            ..NodePolicy::default()
+        };
+        let step = ContainerStep::new(policy);
+        let prepared = |id: &str, boot: Option<String>| {
+            let state = step.state_dir(id);
+            fs::create_dir_all(&state).unwrap();
+            fs::write(state.join("passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+            let manifest = bundle::Manifest {
+                created_state_dir: true,
+                files: vec![state.join("passwd")],
+                boot_id: boot,
+            };
+            fs::write(
+                state.join(bundle::MANIFEST_FILE),
+                serde_json::to_vec(&manifest).unwrap(),
+            )
+            .unwrap();
+        };
+        prepared("before-reboot", Some("an earlier boot".into()));
+        prepared("running", Some(boot_id()));
+        prepared("from-0.1", None);
+        assert_eq!(step.sweep_containers().await.unwrap(), ["before-reboot"]);
+        assert!(!step.state_dir("before-reboot").exists());
+        assert!(step.state_dir("running").join("passwd").exists());
+        assert!(step.state_dir("from-0.1").join("passwd").exists());
+        assert_eq!(step.sweep_containers().await.unwrap(), Vec::<String>::new());
     }
 
     #[test]

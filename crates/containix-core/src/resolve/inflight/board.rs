@@ -85,16 +85,30 @@ impl InflightBoard {
 
     /// Posts `work` for `pod`: its directory and request exist afterwards, and `pod` waits for
     /// it. Returns the key.
+    ///
+    /// When it fails (a full disk), a directory this call created is removed again, so no
+    /// request is left that no pod waits for.
     pub fn post(&self, work: &WorkRequest, pod: &str) -> io::Result<String> {
         let key = work.key();
         let dir = self.work_dir(&key);
-        fs::create_dir_all(dir.join(WAITERS_DIR))?;
-        if !dir.join(REQUEST_FILE).exists() {
-            let json = serde_json::to_vec_pretty(work).map_err(io::Error::other)?;
-            write_atomically(&dir.join(REQUEST_FILE), &json)?;
+        let created = !dir.exists();
+        let result = (|| {
+            fs::create_dir_all(dir.join(WAITERS_DIR))?;
+            if !dir.join(REQUEST_FILE).exists() {
+                let json = serde_json::to_vec_pretty(work).map_err(io::Error::other)?;
+                write_atomically(&dir.join(REQUEST_FILE), &json)?;
+            }
+            File::create(dir.join(WAITERS_DIR).join(file_name(pod)))
+        })();
+        match result {
+            Ok(_) => Ok(key),
+            Err(err) => {
+                if created && self.waiters(&key).is_empty() {
+                    let _ = self.remove(&key);
+                }
+                Err(err)
+            }
         }
-        File::create(dir.join(WAITERS_DIR).join(file_name(pod)))?;
-        Ok(key)
     }
 
     /// `pod` no longer waits for `key`.

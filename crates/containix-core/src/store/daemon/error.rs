@@ -29,7 +29,10 @@ pub enum DaemonError {
     #[error("I/O error talking to the Nix daemon: {0}")]
     Io(#[from] io::Error),
     /// The daemon closed the connection in the middle of a reply.
-    #[error("the Nix daemon closed the connection while sending {what}")]
+    #[error(
+        "the Nix daemon closed the connection while sending {what}: it stopped or crashed (its \
+         log says why)"
+    )]
     UnexpectedEof {
         /// What was being read.
         what: &'static str,
