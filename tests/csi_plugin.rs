@@ -425,7 +425,7 @@ async fn a_flake_ref_volume_holds_the_flake_s_closure_and_runs_its_program() {
 
     assert_eq!(listing(&target), ["bin", "store"]);
     assert_eq!(listing(&target.join("store")), base_names(&built.closure));
-    assert_eq!(listing(&target.join("bin")), ["hello"]);
+    assert_eq!(listing(&target.join("bin")), ["hello", "sh"]);
     let output = Command::new(target.join("bin/hello")).output().unwrap();
     assert!(output.status.success(), "{output:?}");
     assert!(
@@ -581,7 +581,7 @@ async fn the_allow_list_matches_the_fetched_source_and_scopes_namespaces() {
     }
     // Pods of other namespaces get the node-wide settings, which allow the store's flakes.
     publish_attributes(&mut client, "csi-shop", &target, &[("flakeRef", &in_store)]).await;
-    assert_eq!(listing(&target.join("bin")), ["hello"]);
+    assert_eq!(listing(&target.join("bin")), ["hello", "sh"]);
     unpublish(&mut client, "csi-shop", &target).await;
     assert_nothing_left(dir.path(), &target);
     plugin.stop().await;
