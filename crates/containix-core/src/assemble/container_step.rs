@@ -293,6 +293,10 @@ const WORKER_START_LIMIT: Duration = Duration::from_secs(10);
 /// How often a shim waiting for a detached resolution logs its progress.
 const PROGRESS_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often a prepare asks the node for a detached resolution whose result went away before
+/// it was taken (a burst of pods, or a worker that finished meanwhile).
+const DETACHED_ATTEMPTS: u32 = 3;
+
 /// How much of its caller's deadline a prepare leaves for the answer to travel back.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
@@ -402,10 +406,25 @@ impl ContainerStep {
                 reused
             }
             None => {
-                let known = self.resolve_detached(&request, pod, answer_by).await?;
+                let mut attempt = 1;
+                let (known, view) = loop {
+                    let known = self.resolve_detached(&request, pod, answer_by).await?;
+                    match self
+                        .views
+                        .acquire_existing(&known.roots, container_id)
+                        .await?
+                    {
+                        Some(view) => break (known, view),
+                        // The worker let go of the view just before this pod took it (its
+                        // other pods had theirs): ask again, which reuses what it evaluated.
+                        None if attempt < DETACHED_ATTEMPTS => attempt += 1,
+                        None => return Err(self.view_gone(&request)),
+                    }
+                };
                 stages.push(("resolve", started.elapsed()));
                 let started = Instant::now();
-                let reused = self.view_of(&request, known, container_id).await?;
+                let resolved = resolved_from(&view, known)?;
+                let reused = (view, resolved);
                 self.board
                     .forget_pod(pod)
                     .map_err(|source| self.inflight_error(source))?;
@@ -470,24 +489,12 @@ impl ContainerStep {
         Ok(Some((view, resolved)))
     }
 
-    /// The view a finished detached resolution made, taken for `consumer`.
-    async fn view_of(
-        &self,
-        request: &Request,
-        known: KnownRoots,
-        consumer: &str,
-    ) -> Result<(View, Resolved), StepError> {
-        match self.views.acquire_existing(&known.roots, consumer).await? {
-            Some(view) => {
-                let resolved = resolved_from(&view, known)?;
-                Ok((view, resolved))
-            }
-            None => Err(StepError::Detached(format!(
-                "container {}: the node resolved the request, but its store view was removed \
-                 before this container took it; kubelet will retry",
-                request.container
-            ))),
-        }
+    fn view_gone(&self, request: &Request) -> StepError {
+        StepError::Detached(format!(
+            "container {}: the node resolved the request, but its store view was removed \
+             before this container took it; kubelet will retry",
+            request.container
+        ))
     }
 
     /// Waits for the node's detached resolution of `request` (starting one if none runs) until
@@ -511,7 +518,7 @@ impl ContainerStep {
                 .effective_timeout(request.timeout)
             + WORKER_START_LIMIT;
         let until = answer_by.map_or(own_limit, |d| d.min(own_limit));
-        let mut started_worker = false;
+        let mut spawned = 0;
         loop {
             // Wake up now and then to report progress to the shim's log.
             let report_at = (Instant::now() + PROGRESS_REPORT_INTERVAL).min(until);
@@ -539,7 +546,7 @@ impl ContainerStep {
                     );
                     return Err(StepError::StillResolving { summary });
                 }
-                WaitOutcome::NoWorker if started_worker => {
+                WaitOutcome::NoWorker if spawned >= DETACHED_ATTEMPTS => {
                     return Err(StepError::Detached(format!(
                         "container {}: the node's resolution of {} did not start within {} s",
                         request.container,
@@ -548,10 +555,15 @@ impl ContainerStep {
                     )));
                 }
                 WaitOutcome::NoWorker => {
+                    // A worker that finished meanwhile removed the request with its waiters:
+                    // post again before starting one.
+                    self.board
+                        .post(&work, pod)
+                        .map_err(|source| self.inflight_error(source))?;
                     self.spawner
                         .spawn(&key)
                         .map_err(|source| self.inflight_error(source))?;
-                    started_worker = true;
+                    spawned += 1;
                     let limit = Instant::now() + WORKER_START_LIMIT;
                     while !self.board.worker_running(&key)
                         && self.board.status(&key).is_none()

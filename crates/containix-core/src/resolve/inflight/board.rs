@@ -88,13 +88,26 @@ impl InflightBoard {
     pub fn post(&self, work: &WorkRequest, pod: &str) -> io::Result<String> {
         let key = work.key();
         let dir = self.work_dir(&key);
+        let mut attempts = 0;
+        loop {
+            match self.post_once(&dir, work, pod) {
+                // A worker that just finished removed the directory meanwhile: post afresh.
+                Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < 10 => {
+                    attempts += 1;
+                }
+                other => return other.map(|()| key),
+            }
+        }
+    }
+
+    fn post_once(&self, dir: &Path, work: &WorkRequest, pod: &str) -> io::Result<()> {
         fs::create_dir_all(dir.join(WAITERS_DIR))?;
         if !dir.join(REQUEST_FILE).exists() {
             let json = serde_json::to_vec_pretty(work).map_err(io::Error::other)?;
             write_atomically(&dir.join(REQUEST_FILE), &json)?;
         }
         File::create(dir.join(WAITERS_DIR).join(file_name(pod)))?;
-        Ok(key)
+        Ok(())
     }
 
     /// `pod` no longer waits for `key`.
