@@ -173,8 +173,16 @@ async fn flake_closure_equals_nix_store_and_path_info() {
     assert_eq!(ours, built.closure);
 
     assert_closure_matches_nix_path_info(&resolved.closure);
-    // An unlocked ref is evaluated every time and never cached.
-    assert_eq!(node.nix_runs(), 1);
+    // An unlocked ref is locked (one run), then its lock is evaluated (another) and cached.
+    assert_eq!(node.nix_runs(), 2);
+    let again = node
+        .resolver()
+        .resolve(&request(flake(&built.flake_ref())))
+        .await
+        .unwrap()
+        .into_unrooted();
+    assert_eq!(again.roots, resolved.roots);
+    assert_eq!(node.nix_runs(), 2, "the unchanged folder's lock and evaluation are reused");
 }
 
 #[tokio::test]
@@ -551,7 +559,8 @@ async fn packages_resolve_in_the_package_set() {
     assert_eq!(root_names, ["diamond-leaf", "diamond-base"]);
     assert_eq!(resolved.closure.len(), 2);
     assert_eq!(resolved.package_name.as_deref(), Some("diamond-leaf"));
-    assert_eq!(node.nix_runs(), 2);
+    // The package set is locked once, then each package evaluated.
+    assert_eq!(node.nix_runs(), 3);
 }
 
 #[tokio::test]

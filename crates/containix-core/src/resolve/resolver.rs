@@ -873,3 +873,249 @@ fn forward_progress(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::flake_ref::FlakeInstallable;
+    use crate::resolve::process_runner::BoxFuture;
+    use std::os::unix::process::ExitStatusExt;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicU32;
+
+    const HASH_ONE: &str = "sha256-XYSU8ZjNpcasPc+VY8vXBYxXBs5/Pxga7xq07eZoWbo=";
+    const HASH_TWO: &str = "sha256-YYSU8ZjNpcasPc+VY8vXBYxXBs5/Pxga7xq07eZoWbo=";
+
+    /// A `nix` that locks a folder to one of two hashes (by its `v` file) and evaluates any
+    /// attribute but `broken`; it counts what it ran.
+    #[derive(Debug, Default)]
+    struct FakeNix {
+        runs: Mutex<Vec<String>>,
+    }
+
+    impl FakeNix {
+        fn count(&self, kind: &str) -> usize {
+            self.runs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|k| *k == kind)
+                .count()
+        }
+    }
+
+    impl ProcessRunner for FakeNix {
+        fn output(
+            &self,
+            command: tokio::process::Command,
+            _pid: Arc<AtomicU32>,
+        ) -> BoxFuture<'static, std::io::Result<std::process::Output>> {
+            let args: Vec<String> = command
+                .as_std()
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let target = args.last().cloned().unwrap_or_default();
+            let (kind, status, stdout) = if args[0] == "flake" {
+                let dir = target.trim_start_matches("path:");
+                let hash = match std::fs::read_to_string(format!("{dir}/v")).as_deref() {
+                    Ok("2") => HASH_TWO,
+                    _ => HASH_ONE,
+                };
+                let url = format!("{target}?narHash={}", hash.replace('/', "%2F"));
+                ("lock", 0, format!(r#"{{"url":"{url}"}}"#))
+            } else if target.ends_with("#broken") {
+                ("eval", 1 << 8, String::new())
+            } else {
+                let hash = "ar25pqwqc1pfzvpw69sln376hqy1bn07";
+                (
+                    "eval",
+                    0,
+                    format!(
+                        r#"{{"drvPath":"/nix/store/{hash}-app.drv","outputs":{{"out":"/nix/store/{hash}-app"}},"name":"app","pname":null,"version":null,"mainProgram":null}}"#
+                    ),
+                )
+            };
+            self.runs.lock().unwrap().push(kind.to_owned());
+            Box::pin(async move {
+                Ok(std::process::Output {
+                    status: std::process::ExitStatus::from_raw(status),
+                    stdout: stdout.into_bytes(),
+                    stderr: b"error: attribute 'broken' is broken".to_vec(),
+                })
+            })
+        }
+    }
+
+    struct Setup {
+        _state: tempfile::TempDir,
+        flake: tempfile::TempDir,
+        policy: NodePolicy,
+        nix: Arc<FakeNix>,
+    }
+
+    fn setup() -> Setup {
+        let state = tempfile::tempdir().unwrap();
+        let flake = tempfile::tempdir().unwrap();
+        std::fs::write(flake.path().join("v"), "1").unwrap();
+        let dir = flake.path().canonicalize().unwrap();
+        let policy = NodePolicy::from_toml(
+            &format!(
+                "allowed-flake-prefixes = [\"path:{}\"]\nstate-dir = {:?}\n",
+                dir.display(),
+                state.path()
+            ),
+            std::path::Path::new("policy.toml"),
+        )
+        .unwrap();
+        Setup {
+            _state: state,
+            flake,
+            policy,
+            nix: Arc::new(FakeNix::default()),
+        }
+    }
+
+    impl Setup {
+        fn resolver(&self, policy: &NodePolicy) -> Resolver {
+            Resolver::new(policy.clone()).with_process_runner(self.nix.clone())
+        }
+
+        fn request(&self, attr: &str) -> Request {
+            let dir = self.flake.path().canonicalize().unwrap();
+            Request {
+                container: "app".into(),
+                source: Source::Flake(
+                    FlakeInstallable::parse(&format!("path:{}#{attr}", dir.display())).unwrap(),
+                ),
+                namespace: None,
+                entrypoint: None,
+                timeout: None,
+            }
+        }
+
+        /// Locks and evaluates `attr` as a resolution does (short of the daemon).
+        async fn evaluate(
+            &self,
+            resolver: &Resolver,
+            attr: &str,
+        ) -> Result<CachedEvaluation, ResolveError> {
+            let request = self.request(attr);
+            let Source::Flake(installable) = &request.source else {
+                unreachable!()
+            };
+            let installable = resolver.allowed_installable(&request, installable)?;
+            let run = Run {
+                container: "app",
+                deadline: Deadline::after(std::time::Duration::from_secs(30)),
+                progress: None,
+            };
+            resolver
+                .evaluate(&run, &installable, true)
+                .await
+                .map(|(evaluation, _)| evaluation)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lock_is_evaluated_once_and_an_edit_evaluates_again() {
+        let setup = setup();
+        let resolver = setup.resolver(&setup.policy);
+        assert_eq!(
+            resolver.resolve_offline(&setup.request("app")).unwrap(),
+            None
+        );
+        let first = setup.evaluate(&resolver, "app").await.unwrap();
+        setup.evaluate(&resolver, "app").await.unwrap();
+        assert_eq!((setup.nix.count("lock"), setup.nix.count("eval")), (1, 1));
+        // Another process (a later shim) finds lock and evaluation on disk.
+        let known = setup
+            .resolver(&setup.policy)
+            .resolve_offline(&setup.request("app"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(known.roots, first.roots());
+
+        // An edit: locked again (a new hash), evaluated again, the old lock's entry dropped.
+        std::fs::write(setup.flake.path().join("v"), "2").unwrap();
+        assert_eq!(
+            resolver.resolve_offline(&setup.request("app")).unwrap(),
+            None
+        );
+        setup.evaluate(&resolver, "app").await.unwrap();
+        assert_eq!((setup.nix.count("lock"), setup.nix.count("eval")), (2, 2));
+        let keys = resolver.cache().keys();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(keys[0].installable().contains("sha256-YYSU"), "{keys:?}");
+    }
+
+    #[tokio::test]
+    async fn a_policy_change_refuses_or_re_evaluates_what_was_cached() {
+        let setup = setup();
+        let resolver = setup.resolver(&setup.policy);
+        setup.evaluate(&resolver, "app").await.unwrap();
+        assert!(
+            resolver
+                .resolve_offline(&setup.request("app"))
+                .unwrap()
+                .is_some()
+        );
+
+        // The folder is no longer allowed: refused, though its evaluation is cached.
+        let refusing = NodePolicy {
+            allowed_flake_prefixes: NodePolicy::default().allowed_flake_prefixes,
+            ..setup.policy.clone()
+        };
+        let err = setup
+            .resolver(&refusing)
+            .resolve_offline(&setup.request("app"))
+            .unwrap_err();
+        assert!(matches!(err, ResolveError::NotAllowed { .. }), "{err}");
+        let err = setup
+            .evaluate(&setup.resolver(&refusing), "app")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ResolveError::NotAllowed { .. }), "{err}");
+
+        // Another system or evaluator: a miss, evaluated afresh.
+        for changed in [
+            NodePolicy {
+                system: "aarch64-linux".into(),
+                ..setup.policy.clone()
+            },
+            NodePolicy {
+                nix_command: "/opt/nix/bin/nix".into(),
+                ..setup.policy.clone()
+            },
+        ] {
+            let resolver = setup.resolver(&changed);
+            assert_eq!(
+                resolver.resolve_offline(&setup.request("app")).unwrap(),
+                None
+            );
+            setup.evaluate(&resolver, "app").await.unwrap();
+        }
+        assert_eq!((setup.nix.count("lock"), setup.nix.count("eval")), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_remembered_briefly_and_never_served_as_success() {
+        let setup = setup();
+        let resolver = setup.resolver(&setup.policy);
+        let first = setup.evaluate(&resolver, "broken").await.unwrap_err();
+        assert!(first.to_string().contains("is broken"), "{first}");
+        let second = setup.evaluate(&resolver, "broken").await.unwrap_err();
+        let message = second.to_string();
+        assert!(message.contains("is broken"), "{message}");
+        assert!(message.contains("failed less than 10 s ago"), "{message}");
+        assert_eq!(setup.nix.count("eval"), 1, "the failure was remembered");
+        assert_eq!(
+            resolver.resolve_offline(&setup.request("broken")).unwrap(),
+            None
+        );
+        assert!(
+            resolver.cache().keys().is_empty(),
+            "no failure is a cache entry"
+        );
+    }
+}
