@@ -182,7 +182,11 @@ async fn flake_closure_equals_nix_store_and_path_info() {
         .unwrap()
         .into_unrooted();
     assert_eq!(again.roots, resolved.roots);
-    assert_eq!(node.nix_runs(), 2, "the unchanged folder's lock and evaluation are reused");
+    assert_eq!(
+        node.nix_runs(),
+        2,
+        "the unchanged folder's lock and evaluation are reused"
+    );
 }
 
 #[tokio::test]
