@@ -114,10 +114,6 @@ impl Plugin {
         connect(&self.dir.join("csi.sock")).await.unwrap()
     }
 
-    fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
-    }
-
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("plugin.log")).unwrap_or_default()
     }
@@ -274,12 +270,35 @@ fn assert_nothing_left(plugin_dir: &Path, target: &Path) {
     assert_eq!(mounts_under(target), Vec::<PathBuf>::new(), "mounts left");
     assert!(!target.exists(), "{target:?} left behind");
     let state = plugin_dir.join("state");
-    for dir in ["volumes", "gcroots"] {
-        let dir = state.join(dir);
+    let node_state = plugin_dir.join("policy-state");
+    for dir in [
+        state.join("volumes"),
+        state.join("gcroots"),
+        node_state.join("gcroots"),
+    ] {
         if dir.exists() {
             assert_eq!(listing(&dir), Vec::<String>::new(), "{dir:?} not empty");
         }
     }
+    assert_eq!(view_users(plugin_dir), Vec::<String>::new(), "views left");
+}
+
+/// The users of the node's store views (under the policy's state dir), over all views.
+fn view_users(plugin_dir: &Path) -> Vec<String> {
+    let views = plugin_dir.join("policy-state/views");
+    let mut users = Vec::new();
+    for view in std::fs::read_dir(views).into_iter().flatten().flatten() {
+        if view.file_name().len() == 32 {
+            users.extend(listing(&view.path().join("users")));
+        }
+    }
+    users.sort();
+    users
+}
+
+/// The GC roots the daemon knows under the node's state dir, where store views keep theirs.
+async fn node_roots(plugin: &Plugin) -> Vec<String> {
+    daemon_roots_under(&plugin.dir.join("policy-state/gcroots")).await
 }
 
 async fn daemon_roots_under(dir: &Path) -> Vec<String> {
@@ -374,15 +393,17 @@ async fn a_read_only_volume_shows_exactly_the_closure_sharing_the_stores_inodes(
     assert_eq!(stats.usage[0].unit(), Unit::Bytes);
     assert!(stats.usage[0].used > 0 && stats.usage[0].used == stats.usage[0].total);
 
-    // A GC root, named after the pod, while published.
-    let roots_dir = plugin.state_dir().join("gcroots");
-    let roots = daemon_roots_under(&roots_dir).await;
+    // The node's store view of the closure holds it, with the volume (named after its pod)
+    // among its users.
+    let roots = node_roots(&plugin).await;
     assert_eq!(roots.len(), 1, "{roots:?}");
-    assert!(roots[0].contains("shop_web-0"), "{roots:?}");
+    let users = view_users(&plugin.dir);
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert!(users[0].contains("shop_web-0"), "{users:?}");
 
     unpublish(&mut client, "csi-ro", &target).await;
     assert_nothing_left(dir.path(), &target);
-    assert_eq!(daemon_roots_under(&roots_dir).await, Vec::<String>::new());
+    assert_eq!(node_roots(&plugin).await, Vec::<String>::new());
     plugin.stop().await;
 }
 
@@ -411,14 +432,17 @@ async fn a_flake_ref_volume_holds_the_flake_s_closure_and_runs_its_program() {
         String::from_utf8_lossy(&output.stdout).starts_with("Hello from containix!"),
         "{output:?}"
     );
-    let roots_dir = plugin.state_dir().join("gcroots");
-    let roots = daemon_roots_under(&roots_dir).await;
+    // The node's store view of the closure holds it, with the volume (named after its pod)
+    // among its users.
+    let roots = node_roots(&plugin).await;
     assert_eq!(roots.len(), 1, "{roots:?}");
-    assert!(roots[0].contains("shop_web-0"), "{roots:?}");
+    let users = view_users(&plugin.dir);
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert!(users[0].contains("shop_web-0"), "{users:?}");
 
     unpublish(&mut client, "csi-flake", &target).await;
     assert_nothing_left(dir.path(), &target);
-    assert_eq!(daemon_roots_under(&roots_dir).await, Vec::<String>::new());
+    assert_eq!(node_roots(&plugin).await, Vec::<String>::new());
     plugin.stop().await;
 }
 
@@ -486,10 +510,7 @@ async fn a_flake_ref_outside_the_allowed_prefixes_is_refused_naming_flake_ref() 
         "{status}"
     );
     assert_nothing_left(dir.path(), &target);
-    assert_eq!(
-        daemon_roots_under(&plugin.state_dir().join("gcroots")).await,
-        Vec::<String>::new()
-    );
+    assert_eq!(node_roots(&plugin).await, Vec::<String>::new());
     plugin.stop().await;
 }
 
@@ -684,6 +705,61 @@ async fn a_restarted_plugin_unpublishes_what_an_earlier_one_published() {
         .unwrap();
     unpublish(&mut client, "csi-restart", &target).await;
     assert_nothing_left(dir.path(), &target);
+    plugin.stop().await;
+}
+
+#[tokio::test]
+async fn volumes_of_one_closure_share_one_store_view_and_orphans_are_released_on_start() {
+    let built = Fixture::Hello.build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    let plugin = Plugin::start(dir.path()).await;
+    let mut client = plugin.client().await;
+    publish(&mut client, "csi-share-1", &first, true, &built).await;
+    publish(&mut client, "csi-share-2", &second, true, &built).await;
+
+    // One view, two users; each volume's store/ is the view, bound once.
+    let views: Vec<_> = std::fs::read_dir(dir.path().join("policy-state/views"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().len() == 32)
+        .collect();
+    assert_eq!(views.len(), 1, "{views:?}");
+    assert_eq!(view_users(dir.path()).len(), 2);
+    assert_eq!(listing(&first.join("store")), base_names(&built.closure));
+    assert_eq!(
+        listing(&second.join("store")),
+        listing(&first.join("store"))
+    );
+    let store_mount = first.join("store");
+    assert!(
+        mounts_under(&first).contains(&store_mount),
+        "{:?}",
+        mounts_under(&first)
+    );
+
+    // The plugin dies between taking a view and recording its volume: a user with no record.
+    plugin.stop().await;
+    let users = views[0].path().join("users");
+    let orphan = users.join("csi-orphan");
+    std::fs::copy(
+        users.read_dir().unwrap().next().unwrap().unwrap().path(),
+        &orphan,
+    )
+    .unwrap();
+    let plugin = Plugin::start(dir.path()).await;
+    let mut client = plugin.client().await;
+    assert!(
+        !orphan.exists(),
+        "the orphaned view user outlived a restart"
+    );
+    assert_eq!(view_users(dir.path()).len(), 2);
+
+    unpublish(&mut client, "csi-share-1", &first).await;
+    assert_eq!(listing(&second.join("store")), base_names(&built.closure));
+    unpublish(&mut client, "csi-share-2", &second).await;
+    assert_nothing_left(dir.path(), &first);
+    assert_nothing_left(dir.path(), &second);
     plugin.stop().await;
 }
 

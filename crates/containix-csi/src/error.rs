@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use containix_core::assemble::closure_mount::ClosureMountError;
+use containix_core::assemble::view::error::ViewError;
 use containix_core::request::volume_attributes::{VOLUME_CONTAINER, VolumeAttributeError};
 use containix_core::resolve::flake_eval::EvalError;
 use containix_core::resolve::{ResolveError, Step};
@@ -74,6 +75,9 @@ pub enum NodeError {
     /// The GC root could not be held or released.
     #[error(transparent)]
     GcRoot(#[from] GcRootError),
+    /// The closure's store view could not be made or let go.
+    #[error(transparent)]
+    View(#[from] Box<ViewError>),
     /// No published volume matches.
     #[error("volume {volume_id:?} is not published at {path:?}")]
     VolumeNotFound {
@@ -92,6 +96,12 @@ pub enum NodeError {
     },
 }
 
+impl From<ViewError> for NodeError {
+    fn from(error: ViewError) -> Self {
+        Self::View(Box::new(error))
+    }
+}
+
 impl NodeError {
     /// The gRPC code for this error.
     pub fn code(&self) -> Code {
@@ -104,7 +114,9 @@ impl NodeError {
             Self::Resolve { source, .. } => resolve_code(source),
             Self::Timeout { .. } => Code::DeadlineExceeded,
             Self::VolumeNotFound { .. } => Code::NotFound,
-            Self::Mount(_) | Self::State(_) | Self::GcRoot(_) | Self::Io { .. } => Code::Internal,
+            Self::Mount(_) | Self::State(_) | Self::GcRoot(_) | Self::View(_) | Self::Io { .. } => {
+                Code::Internal
+            }
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Publishing and unpublishing a volume, independent of gRPC.
 //!
 //! Publish: validate the attributes against the node policy, resolve the closure within the
-//! deadline, plan the mounts, record the plan, hold a GC root, mount, mark the record complete.
-//! Any failure undoes what was done: nothing stays mounted, no record, no GC root. Unpublish
-//! undoes a record's mounts, root and files, and succeeds when there is nothing to undo.
+//! deadline, take the node's store view of it (shared with the shim's containers; the view
+//! holds the GC root), plan the mounts, record the plan, mount, mark the record complete.
+//! Any failure undoes what was done: nothing stays mounted, no record, no use of a view.
+//! Unpublish undoes a record's mounts, view use and files, and succeeds when there is nothing
+//! to undo.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,11 +15,12 @@ use containix_core::assemble::closure_mount::{
     self, ClosureMountPlan, Mounter, VolumeMode, collect_bin_links,
 };
 use containix_core::assemble::store_facts::HostStore;
+use containix_core::assemble::view::registry::StoreViews;
 use containix_core::request::policy::NodePolicy;
 use containix_core::request::volume_attributes::{POD_INFO_PREFIX, VolumeAttributes};
 use containix_core::store::gc_roots::{GcRoots, MAX_CONSUMER_LEN};
 
-use crate::closure_source::{ClosureSource, HeldClosure};
+use crate::closure_source::ClosureSource;
 use crate::error::NodeError;
 use crate::volume_state::{VolumeRecord, VolumeStore};
 
@@ -52,6 +55,7 @@ pub struct Publisher<S> {
     mounter: Arc<dyn Mounter>,
     volumes: VolumeStore,
     roots: GcRoots,
+    views: StoreViews,
     in_flight: Mutex<HashSet<String>>,
 }
 
@@ -75,14 +79,48 @@ impl<S: ClosureSource> Publisher<S> {
         mounter: Arc<dyn Mounter>,
         state_dir: &Path,
     ) -> Result<Self, NodeError> {
+        // The node's views, shared with the shim: the same directory and the same GC roots.
+        let views = StoreViews::new(
+            policy.view_dir(),
+            GcRoots::new(&policy.state_dir),
+            policy.store_view,
+        );
         Ok(Self {
             policy,
             source,
             mounter,
             volumes: VolumeStore::open(state_dir.join("volumes"))?,
             roots: GcRoots::new(state_dir),
+            views,
             in_flight: Mutex::default(),
         })
+    }
+
+    /// Lets go of the store views held for volumes that have no record: the plugin died
+    /// between taking a volume's view and recording the volume. Run once at start, before
+    /// serving.
+    pub async fn release_orphaned_views(&self) -> Result<usize, NodeError> {
+        let mut recorded = HashSet::new();
+        for id in self.volumes.volume_ids()? {
+            if let Some(record) = self.volumes.load(&id)? {
+                recorded.insert(record.gc_consumer);
+            }
+        }
+        let mut released = 0;
+        for view in self.views.list()? {
+            for user in view.users {
+                if user.name.starts_with(CONSUMER_PREFIX) && !recorded.contains(&user.name) {
+                    tracing::info!(
+                        consumer = user.name,
+                        view = view.id,
+                        "releasing an orphaned view"
+                    );
+                    self.views.release(&user.name).await?;
+                    released += 1;
+                }
+            }
+        }
+        Ok(released)
     }
 
     /// The volume records.
@@ -161,40 +199,62 @@ impl<S: ClosureSource> Publisher<S> {
                 attribute: attributes.source_attribute(),
                 source: Box::new(source),
             })?;
-        let closure = &resolution.resolved().closure;
-        let roots = resolution.resolved().roots.clone();
+        let consumer = gc_consumer(volume, pod.as_deref());
+        // The node's store view of the closure (made now if no pod or volume uses it yet) holds
+        // it: its GC root is taken over the resolution's connection, whose temp roots protect
+        // the closure until then; the connection closes after.
+        let (view, resolved) =
+            tokio::time::timeout_at(deadline, self.views.acquire(resolution, &consumer))
+                .await
+                .map_err(|_| NodeError::Timeout {
+                    step: "making the closure's store view",
+                    after: timeout,
+                })??;
+        let closure = &resolved.closure;
         let mode = if request.readonly {
             VolumeMode::ReadOnly
         } else {
             VolumeMode::Writable(self.volumes.overlay_dirs(volume))
         };
-        let bin_links = collect_bin_links(&HostStore, closure, &roots)?;
-        let plan =
-            ClosureMountPlan::new(&HostStore, closure, &bin_links, &request.target_path, mode)?;
+        // A read-only volume binds the view once, whatever the closure's size. A writable one
+        // takes new entries in `store/`, so its members are bound one by one into its overlay.
+        let planned = collect_bin_links(&HostStore, closure, &resolved.roots).and_then(|links| {
+            let target = &request.target_path;
+            match mode {
+                VolumeMode::ReadOnly => {
+                    ClosureMountPlan::for_view(&view.store, &links, target, mode)
+                }
+                VolumeMode::Writable(_) => {
+                    ClosureMountPlan::new(&HostStore, closure, &links, target, mode)
+                }
+            }
+        });
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.views.release(&consumer).await?;
+                return Err(error.into());
+            }
+        };
         let mut record = VolumeRecord {
             volume_id: volume.clone(),
             target_path: request.target_path.clone(),
             readonly: request.readonly,
             attributes: request.attributes.clone(),
             pod: attributes.pod.clone(),
-            roots,
+            roots: resolved.roots.clone(),
             closure_size: closure.len(),
             nar_size: closure.nar_size(),
-            gc_consumer: gc_consumer(volume, pod.as_deref()),
+            gc_consumer: consumer,
             plan,
             complete: false,
         };
-        self.volumes.save(&record)?;
+        if let Err(error) = self.volumes.save(&record) {
+            self.views.release(&record.gc_consumer).await?;
+            return Err(error.into());
+        }
 
         let result = async {
-            // The volume's own root is registered over the resolution's connection, whose temp
-            // roots protect the closure until then; the connection closes after.
-            tokio::time::timeout_at(deadline, resolution.hold(&self.roots, &record.gc_consumer))
-                .await
-                .map_err(|_| NodeError::Timeout {
-                    step: "registering the volume's GC root",
-                    after: timeout,
-                })??;
             let mounter = Arc::clone(&self.mounter);
             let plan = record.plan.clone();
             tokio::task::spawn_blocking(move || closure_mount::apply(&plan, mounter.as_ref()))
@@ -255,6 +315,8 @@ impl<S: ClosureSource> Publisher<S> {
             .await
             .expect("unmounting does not panic")?;
         remove_empty_dir(&record.target_path);
+        self.views.release(&record.gc_consumer).await?;
+        // A volume published before store views held a GC root of its own.
         self.roots.release(&record.gc_consumer)?;
         self.volumes.remove(&record.volume_id)?;
         Ok(())
@@ -296,9 +358,12 @@ impl<S: ClosureSource> Publisher<S> {
 /// The GC root consumer of a volume: `csi-<pod namespace>_<pod name>-<volume>` when the pod is
 /// known and the name fits (`nix-store --gc --print-roots` then shows the pod), else
 /// `csi-<volume>`.
+/// How the names of volumes' GC roots and view users begin (the shim's are container ids).
+const CONSUMER_PREFIX: &str = "csi-";
+
 fn gc_consumer(volume_id: &str, pod: Option<&str>) -> String {
     let volume = VolumeStore::file_stem(volume_id);
-    let plain = format!("csi-{volume}");
+    let plain = format!("{CONSUMER_PREFIX}{volume}");
     let Some(pod) = pod else {
         return plain;
     };
@@ -312,13 +377,13 @@ fn gc_consumer(volume_id: &str, pod: Option<&str>) -> String {
             }
         })
         .collect();
-    let named = format!("csi-{pod}-{volume}");
+    let named = format!("{CONSUMER_PREFIX}{pod}-{volume}");
     if named.len() <= MAX_CONSUMER_LEN {
         named
     } else if plain.len() <= MAX_CONSUMER_LEN {
         plain
     } else {
-        format!("csi-{}", VolumeStore::hashed_stem(volume_id))
+        format!("{CONSUMER_PREFIX}{}", VolumeStore::hashed_stem(volume_id))
     }
 }
 
@@ -364,6 +429,7 @@ mod tests {
     use containix_core::assemble::closure_mount::SyscallMounter;
     use containix_core::request::container_request::Request;
     use containix_core::request::volume_attributes::VOLUME_CONTAINER;
+    use containix_core::resolve::held_closure::HeldClosure;
     use containix_core::resolve::resolved::Resolved;
     use containix_core::resolve::{ResolveError, Step};
     use containix_core::store::gc_roots::{GcRootError, GcRoots};
@@ -381,6 +447,10 @@ mod tests {
         }
 
         async fn hold(self, _: &GcRoots, _: &str) -> Result<Resolved, GcRootError> {
+            match self {}
+        }
+
+        fn release(self) -> Resolved {
             match self {}
         }
     }

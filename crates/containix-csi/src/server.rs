@@ -102,6 +102,7 @@ pub async fn serve(
         Arc::new(SyscallMounter),
         &config.state_dir,
     )?;
+    publisher.release_orphaned_views().await?;
     let node = NodeService::new(config.node_id.clone(), Arc::new(publisher));
     let listener = listen(&config.socket)?;
     tracing::info!(socket = ?config.socket, node_id = config.node_id, "serving CSI");

@@ -1,12 +1,13 @@
-//! Showing a closure under a target directory: `store/` holds exactly the closure's members,
-//! each a read-only bind of its `/nix/store` path (same inodes and page cache, never a copy),
-//! and `bin/` holds symlinks to the root outputs' programs. Mounted at `/nix` in a container,
-//! the links resolve.
+//! Showing a closure under a target directory: `store/` holds exactly the closure's members
+//! (same inodes and page cache as the store, never a copy), and `bin/` holds symlinks to the root
+//! outputs' programs. Mounted at `/nix` in a container, the links resolve. `store/` is either the
+//! node's store view of the closure, bound once ([`ClosureMountPlan::for_view`], what the CSI
+//! plugin does), or one read-only bind per member ([`ClosureMountPlan::new`]).
 //!
 //! The target's own tree (the `store/` and `bin/` directories, the mount points, the links) is
 //! a small read-only tmpfs, or for a writable volume an overlay whose lower layer holds that tree
-//! and whose upper and work directories the caller provides. Members stay read-only binds in
-//! both modes: store paths are immutable, a writable volume only accepts new entries.
+//! and whose upper and work directories the caller provides. `store/` stays read-only in both
+//! modes: store paths are immutable, a writable volume only accepts new entries.
 //!
 //! [`ClosureMountPlan`] is pure data computed from a [`StoreFacts`]; [`apply`] performs it through
 //! a [`Mounter`] and undoes everything on failure; [`unmount_all`] undoes a plan's mounts and is
@@ -266,6 +267,34 @@ impl ClosureMountPlan {
     }
 }
 
+impl ClosureMountPlan {
+    /// Plans showing the closure of a store view at `target`: `store/` is one recursive,
+    /// read-only bind of the view's store directory (`view_store`, which holds exactly the
+    /// closure), whatever the closure's size, and `bin/` holds `bin_links`.
+    pub fn for_view(
+        view_store: &Path,
+        bin_links: &[BinLink],
+        target: &Path,
+        mode: VolumeMode,
+    ) -> Result<Self, ClosureMountError> {
+        let mut plan = Self::new(&NoStore, &Closure::default(), bin_links, target, mode)?;
+        plan.mounts.push(PlannedMount::Bind {
+            source: view_store.to_owned(),
+            target: target.join(STORE_DIR_NAME),
+        });
+        Ok(plan)
+    }
+}
+
+/// The facts of an empty store, for planning a tree without members.
+struct NoStore;
+
+impl StoreFacts for NoStore {
+    fn entry(&self, _: &Path) -> io::Result<Option<Entry>> {
+        Ok(None)
+    }
+}
+
 /// The programs in the `bin` directories of `roots` (those inside the closure), by name; the
 /// first root that has a name wins, as on a `PATH`.
 pub fn collect_bin_links(
@@ -323,7 +352,8 @@ pub trait Mounter: Send + Sync {
     fn remount_read_only(&self, target: &Path) -> io::Result<()>;
     /// Mounts an overlay of `dirs` at `target` (nosuid, nodev).
     fn mount_overlay(&self, dirs: &OverlayDirs, target: &Path) -> io::Result<()>;
-    /// Bind-mounts `source` at `target`, read-only, nosuid, nodev.
+    /// Bind-mounts `source` at `target` with the mounts below it (a bind-tree store view is one
+    /// mount per member), read-only, nosuid, nodev.
     fn bind_read_only(&self, source: &Path, target: &Path) -> io::Result<()>;
     /// Unmounts what is mounted at `target`; `Ok(false)` when nothing is (or `target` is gone).
     fn unmount(&self, target: &Path) -> io::Result<bool>;
@@ -495,7 +525,7 @@ impl Mounter for SyscallMounter {
             Some(source),
             target,
             None::<&str>,
-            MsFlags::MS_BIND,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )?;
         let flags = MsFlags::MS_BIND

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod error;
 pub mod flake_eval;
 pub mod flake_lock;
+pub mod held_closure;
 pub mod inflight;
 pub mod known_roots;
 pub mod lock_cache;

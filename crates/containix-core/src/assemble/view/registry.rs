@@ -21,8 +21,8 @@ use super::mount_clone::MountClone;
 use super::record::{UserLease, ViewPaths, ViewRecord, boot_id, view_id, write_atomically};
 use crate::assemble::rootfs::{self, RootfsError};
 use crate::request::view_setting::ViewSetting;
+use crate::resolve::held_closure::HeldClosure;
 use crate::resolve::resolved::Resolved;
-use crate::resolve::resolver::Resolution;
 use crate::resolve::single_flight::{KeyLock, LockDir, LockError};
 use crate::store::closure::{Closure, ClosureError};
 use crate::store::gc_roots::{GcRoots, validate_consumer};
@@ -160,7 +160,10 @@ impl StoreViews {
         let Some(record) = paths.read_record()? else {
             return Ok(None);
         };
-        if !record.is_live(&boot_id()) || !self.roots_held(&id, &record.roots) {
+        if !record.is_live(&boot_id())
+            || !mounts_visible(&paths, &record)
+            || !self.roots_held(&id, &record.roots)
+        {
             return Ok(None);
         }
         let infos = paths.read_closure()?;
@@ -178,7 +181,7 @@ impl StoreViews {
     /// closes. On failure, nothing of a view this call started is left.
     pub async fn acquire(
         &self,
-        resolution: Resolution,
+        resolution: impl HeldClosure,
         consumer: &str,
     ) -> Result<(View, Resolved), ViewError> {
         self.acquire_for(resolution, consumer, UserLease::this_boot())
@@ -189,7 +192,7 @@ impl StoreViews {
     /// this boot (a prefetch keeps a view for a set time, across reboots).
     pub async fn acquire_for(
         &self,
-        resolution: Resolution,
+        resolution: impl HeldClosure,
         consumer: &str,
         lease: UserLease,
     ) -> Result<(View, Resolved), ViewError> {
@@ -199,6 +202,7 @@ impl StoreViews {
         let lock = self.lock(&id).await?;
         if let Some(record) = paths.read_record()?
             && record.is_live(&boot_id())
+            && mounts_visible(&paths, &record)
             && self.roots_held(&id, &record.roots)
         {
             let infos = paths.read_closure()?;
@@ -209,7 +213,7 @@ impl StoreViews {
                 store: paths.store(),
                 infos,
             };
-            return Ok((view, resolution.into_unrooted()));
+            return Ok((view, resolution.release()));
         }
         // Unfinished, from an earlier boot, or unrooted: start again from nothing.
         remove_files(&id, &paths)?;
@@ -227,7 +231,7 @@ impl StoreViews {
         &self,
         id: &str,
         paths: &ViewPaths,
-        resolution: Resolution,
+        resolution: impl HeldClosure,
         consumer: &str,
         lease: &UserLease,
     ) -> Result<(View, Resolved), ViewError> {
@@ -464,6 +468,26 @@ fn link_farm(root: &Path, closure: &Closure) -> Result<(), RootfsError> {
         return Err(direct);
     };
     rootfs::populate_from(&inside, &store, closure, mode, &mut |_| {}).map(drop)
+}
+
+/// Whether a bind tree's mounts are there in this process's mount namespace: made in another
+/// (a container without shared propagation), or lost, the view would show empty directories.
+/// A root that is a directory or a file must be the store's own inode in the view.
+fn mounts_visible(paths: &ViewPaths, record: &ViewRecord) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if record.mechanism != ViewMechanism::BindTree {
+        return true;
+    }
+    record.roots.iter().all(|root| {
+        let Ok(store) = fs::symlink_metadata(root.as_path()) else {
+            return false;
+        };
+        if store.file_type().is_symlink() {
+            return true;
+        }
+        fs::symlink_metadata(paths.store().join(root.base_name()))
+            .is_ok_and(|view| view.dev() == store.dev() && view.ino() == store.ino())
+    })
 }
 
 fn check_consumer(consumer: &str) -> Result<(), ViewError> {
