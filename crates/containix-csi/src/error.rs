@@ -130,7 +130,7 @@ fn resolve_code(error: &ResolveError) -> Code {
         | ResolveError::NoPackageSet { .. }
         | ResolveError::Empty { .. } => Code::InvalidArgument,
         ResolveError::Eval { source, .. } => match source {
-            EvalError::Failed { .. } => Code::InvalidArgument,
+            EvalError::Failed { .. } | EvalError::Lock { .. } => Code::InvalidArgument,
             EvalError::Timeout { .. } => Code::DeadlineExceeded,
             EvalError::Spawn { .. } | EvalError::Output { .. } | EvalError::StorePath { .. } => {
                 Code::Internal

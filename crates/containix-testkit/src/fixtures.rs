@@ -183,6 +183,7 @@ impl Unbuilt {
             doomed.push(self.flake_source.clone());
         }
         if !doomed.is_empty() {
+            release_roots_of(&doomed)?;
             NixCommand::nix_store().arg("--delete").args(doomed).run()?;
         }
         Ok(())
@@ -262,6 +263,8 @@ impl Built {
             }
         }
         if !present.is_empty() {
+            let owned: Vec<PathBuf> = present.iter().map(|p| (*p).clone()).collect();
+            release_roots_of(&owned)?;
             NixCommand::nix_store()
                 .arg("--delete")
                 .args(present)
@@ -269,6 +272,29 @@ impl Built {
         }
         Ok(())
     }
+}
+
+/// Removes the GC root symlinks outside the Nix state directory that point at `paths` (a test
+/// node's evaluation cache keeps the derivations it evaluated as roots while its state
+/// directory exists). Only for paths private to one test, which no one else roots.
+pub fn release_roots_of(paths: &[PathBuf]) -> Result<()> {
+    let roots = NixCommand::nix_store()
+        .args(["--gc", "--print-roots"])
+        .run_lines()?;
+    for line in roots {
+        let Some((link, target)) = line.split_once(" -> ") else {
+            continue;
+        };
+        let link = Path::new(link);
+        if paths.iter().any(|p| p.as_os_str() == target)
+            && !link.starts_with("/nix/var")
+            && !link.starts_with("/proc")
+            && fs::symlink_metadata(link).is_ok_and(|meta| meta.file_type().is_symlink())
+        {
+            fs::remove_file(link).map_err(|err| Error::io_at("removing", link, err))?;
+        }
+    }
+    Ok(())
 }
 
 /// References of a store path (`nix-store -q --references`), sorted.

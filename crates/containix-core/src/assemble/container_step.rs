@@ -303,6 +303,10 @@ const WORKER_START_LIMIT: Duration = Duration::from_secs(10);
 /// How often a shim waiting for a detached resolution logs its progress.
 const PROGRESS_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often a prepare asks the node for a detached resolution whose result went away before
+/// it was taken (a burst of pods, or a worker that finished meanwhile).
+const DETACHED_ATTEMPTS: u32 = 3;
+
 /// How much of its caller's deadline a prepare leaves for the answer to travel back.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
@@ -561,7 +565,7 @@ impl ContainerStep {
                 .effective_timeout(request.timeout)
             + WORKER_START_LIMIT;
         let until = answer_by.map_or(own_limit, |d| d.min(own_limit));
-        let mut started_worker = false;
+        let mut spawned = 0;
         loop {
             // Wake up now and then to report progress to the shim's log.
             let report_at = (Instant::now() + PROGRESS_REPORT_INTERVAL).min(until);
@@ -589,7 +593,7 @@ impl ContainerStep {
                     );
                     return Err(StepError::StillResolving { summary });
                 }
-                WaitOutcome::NoWorker if started_worker => {
+                WaitOutcome::NoWorker if spawned >= DETACHED_ATTEMPTS => {
                     return Err(StepError::Detached(format!(
                         "container {}: the node's resolution of {} did not start within {} s",
                         request.container,
@@ -598,10 +602,15 @@ impl ContainerStep {
                     )));
                 }
                 WaitOutcome::NoWorker => {
+                    // A worker that finished meanwhile removed the request with its waiters:
+                    // post again before starting one.
+                    self.board
+                        .post(&work, pod)
+                        .map_err(|source| self.inflight_error(source))?;
                     self.spawner
                         .spawn(&key)
                         .map_err(|source| self.inflight_error(source))?;
-                    started_worker = true;
+                    spawned += 1;
                     let limit = Instant::now() + WORKER_START_LIMIT;
                     while !self.board.worker_running(&key)
                         && self.board.status(&key).is_none()

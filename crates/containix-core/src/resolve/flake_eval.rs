@@ -27,7 +27,7 @@ use crate::store::store_path::{StorePath, StorePathError};
 const STDERR_TAIL: usize = 4000;
 
 /// Largest evaluation result accepted on stdout, in bytes.
-const MAX_OUTPUT: usize = 1 << 20;
+pub(crate) const MAX_OUTPUT: usize = 1 << 20;
 
 /// The Nix expression applied to the evaluated package: plain data only, so the JSON is small and
 /// nothing else of the flake is forced.
@@ -112,6 +112,15 @@ pub enum EvalError {
         /// What was wrong.
         message: String,
     },
+    /// Locking the flake ref (`nix flake metadata`) failed, or gave a locked ref containix
+    /// cannot read.
+    #[error("locking {flake} failed: {message}")]
+    Lock {
+        /// The flake ref.
+        flake: String,
+        /// What went wrong: nix's error output, or what was wrong with its answer.
+        message: String,
+    },
     /// The evaluation named a path that is not a valid store path.
     #[error("evaluating {installable}: {source}")]
     StorePath {
@@ -172,9 +181,69 @@ pub async fn evaluate(
     runner: &dyn ProcessRunner,
 ) -> Result<FlakeEvaluation, EvalError> {
     let shown = installable_argument(installable, policy);
+    let stdout = match run_nix(eval_args(installable, policy), policy, deadline, runner).await {
+        Ok(stdout) => stdout,
+        Err(err) => return Err(err.into_eval_error(shown, policy, deadline)),
+    };
+    parse_output(&stdout).map_err(|err| match err {
+        OutputError::Json(message) => EvalError::Output {
+            installable: shown,
+            message,
+        },
+        OutputError::StorePath(source) => EvalError::StorePath {
+            installable: shown,
+            source,
+        },
+    })
+}
+
+/// Why a `nix` process gave no output.
+pub(crate) enum NixRunError {
+    /// It did not start.
+    Spawn(std::io::Error),
+    /// It exited with an error; the cleaned-up tail of its stderr.
+    Failed(String),
+    /// The deadline passed; it was killed.
+    Timeout,
+}
+
+impl NixRunError {
+    /// The evaluation error of `shown` this run error is.
+    pub(crate) fn into_eval_error(
+        self,
+        shown: String,
+        policy: &NodePolicy,
+        deadline: Duration,
+    ) -> EvalError {
+        match self {
+            NixRunError::Spawn(source) => EvalError::Spawn {
+                installable: shown,
+                program: policy.nix_command.clone(),
+                source,
+            },
+            NixRunError::Failed(message) => EvalError::Failed {
+                installable: shown,
+                message,
+            },
+            NixRunError::Timeout => EvalError::Timeout {
+                installable: shown,
+                after: deadline,
+            },
+        }
+    }
+}
+
+/// Runs `policy.nix_command` with `args` (an argument vector, never a shell) in a clean
+/// environment and a process group of its own, under `deadline`; its stdout when it succeeds.
+pub(crate) async fn run_nix(
+    args: Vec<OsString>,
+    policy: &NodePolicy,
+    deadline: Duration,
+    runner: &dyn ProcessRunner,
+) -> Result<Vec<u8>, NixRunError> {
     let mut command = tokio::process::Command::new(&policy.nix_command);
     command
-        .args(eval_args(installable, policy))
+        .args(args)
         .env_clear()
         .envs(eval_env(policy))
         .stdin(Stdio::null())
@@ -183,13 +252,8 @@ pub async fn evaluate(
         .process_group(0)
         .kill_on_drop(true);
     let pid = Arc::new(AtomicU32::new(0));
-    let spawn_error = |source| EvalError::Spawn {
-        installable: shown.clone(),
-        program: policy.nix_command.clone(),
-        source,
-    };
     let output = match tokio::time::timeout(deadline, runner.output(command, pid.clone())).await {
-        Ok(result) => result.map_err(spawn_error)?,
+        Ok(result) => result.map_err(NixRunError::Spawn)?,
         Err(_) => {
             if let Ok(pid) = i32::try_from(pid.load(Ordering::SeqCst))
                 && pid > 0
@@ -201,28 +265,13 @@ pub async fn evaluate(
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            return Err(EvalError::Timeout {
-                installable: shown,
-                after: deadline,
-            });
+            return Err(NixRunError::Timeout);
         }
     };
     if !output.status.success() {
-        return Err(EvalError::Failed {
-            installable: shown,
-            message: error_message(&output.stderr),
-        });
+        return Err(NixRunError::Failed(error_message(&output.stderr)));
     }
-    parse_output(&output.stdout).map_err(|err| match err {
-        OutputError::Json(message) => EvalError::Output {
-            installable: shown,
-            message,
-        },
-        OutputError::StorePath(source) => EvalError::StorePath {
-            installable: shown,
-            source,
-        },
-    })
+    Ok(output.stdout)
 }
 
 /// The environment nix runs with: nothing inherited but what it needs.

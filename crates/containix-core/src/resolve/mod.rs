@@ -1,16 +1,19 @@
 //! Stage 3, **resolve**: from a [`Request`](crate::request::container_request::Request) to a [`Resolved`]
-//! closure that is valid in the local store. Flakes are evaluated ([`flake_eval`], through the
-//! `nix` CLI run by a [`process_runner`]), then realised over the daemon protocol
-//! (`realise`: substituted, or built where policy allows); store paths are substituted.
-//! Locked evaluations are cached on disk ([`cache`]) behind node-wide file locks
-//! ([`single_flight`]); one deadline covers the whole resolution ([`step`]).
+//! closure that is valid in the local store. Flakes are locked ([`flake_lock`], locks cached in
+//! [`lock_cache`]) and evaluated ([`flake_eval`]), through the `nix` CLI run by a
+//! [`process_runner`], then realised over the daemon protocol (`realise`: substituted, or built
+//! where policy allows); store paths are substituted. Evaluations are cached on disk per lock
+//! ([`cache`]) behind node-wide file locks and evaluation slots ([`single_flight`]); one
+//! deadline covers the whole resolution ([`step`]).
 
 pub mod cache;
 pub mod error;
 pub mod flake_eval;
+pub mod flake_lock;
 pub mod held_closure;
 pub mod inflight;
 pub mod known_roots;
+pub mod lock_cache;
 pub mod process_runner;
 pub mod progress;
 mod realise;
@@ -18,6 +21,7 @@ pub mod resolved;
 pub mod resolver;
 mod run;
 pub mod single_flight;
+pub mod source_fingerprint;
 pub mod step;
 
 pub use cache::{CacheKey, CachedEvaluation, ResolutionCache};

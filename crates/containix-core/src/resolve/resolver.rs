@@ -12,8 +12,13 @@
 //!   a flake; the roots are every package's outputs.
 //!
 //! One deadline covers the whole resolution; an expired one names the step that was running.
-//! Locked installables are evaluated once per node: a file lock per installable serialises
-//! concurrent resolutions and an on-disk cache remembers the result.
+//!
+//! **Lock, then evaluate once per lock.** A flake ref that may move (a branch, a folder) is
+//! first locked (`nix flake metadata`; the lock is cached, see [`super::lock_cache`]), and the
+//! locked installable is evaluated once per node: a file lock per lock or installable
+//! serialises concurrent resolutions in any process, an on-disk cache remembers the result
+//! (and, briefly, a failure), and at most `max-concurrent-evaluations` `nix` processes run at
+//! once. A ref whose lock changed drops the evaluations of its old lock.
 //!
 //! **No GC window.** Every root is registered as a temp root (`AddTempRoot`) on the resolution's
 //! daemon connection *before* it is realised, so from the moment it becomes valid until that
@@ -27,6 +32,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::request::container_request::{PackageName, Request, Source};
 use crate::request::flake_ref::{AttrPath, FlakeInstallable, FlakeRef};
@@ -36,17 +42,25 @@ use crate::store::drv_name::parse_drv_name;
 use crate::store::gc_roots::{GcRootError, GcRoots};
 use crate::store::store_path::StorePath;
 
-use super::cache::{CacheKey, CachedEvaluation, ResolutionCache};
+use super::cache::{
+    CacheKey, CachedEvaluation, EvaluationRecord, FAILURE_TTL, ResolutionCache, stale_entries,
+};
 use super::error::ResolveError;
 use super::flake_eval::{self, EvalError, FlakeEvaluation};
+use super::flake_lock;
 use super::known_roots::KnownRoots;
+use super::lock_cache::{LockCache, LockEntry, LockReuse, is_fresh, lock_reuse};
 use super::process_runner::{ProcessRunner, TokioRunner};
 use super::progress::ResolveProgress;
 use super::realise::{self, Target};
 use super::resolved::Resolved;
 use super::run::{Run, StepError};
-use super::single_flight::{LockDir, LockError};
+use super::single_flight::{KeyLock, LockDir, LockError};
+use super::source_fingerprint;
 use super::step::{Deadline, Step};
+
+/// The name of the node's evaluation slots in the lock directory.
+const EVALUATION_SLOT: &str = "evaluation-slot";
 
 /// Resolves requests under one node policy. Cheap to share: it holds no connection, and
 /// concurrent calls are independent (except that they share the cache and the locks).
@@ -55,6 +69,7 @@ pub struct Resolver {
     policy: NodePolicy,
     daemon_settings: BTreeMap<String, String>,
     cache: ResolutionCache,
+    lock_cache: LockCache,
     locks: LockDir,
     runner: Arc<dyn ProcessRunner>,
 }
@@ -105,6 +120,7 @@ impl Resolver {
     pub fn new(policy: NodePolicy) -> Self {
         Self {
             cache: ResolutionCache::new(&policy.state_dir),
+            lock_cache: LockCache::new(&policy.state_dir),
             locks: LockDir::new(&policy.state_dir),
             policy,
             daemon_settings: BTreeMap::new(),
@@ -190,11 +206,10 @@ impl Resolver {
         let mut roots = Vec::new();
         let mut first = None;
         for installable in &installables {
-            if !installable.flake.is_locked() {
+            let Some(locked) = self.cached_locked_installable(installable) else {
                 return Ok(None);
-            }
-            let shown = flake_eval::installable_argument(installable, &self.policy);
-            let key = CacheKey::new(shown, self.policy.system.clone());
+            };
+            let key = self.cache_key(&locked);
             let Some(evaluation) = self.cache.get(&key) else {
                 return Ok(None);
             };
@@ -338,6 +353,10 @@ impl Resolver {
         let mut client = self.connect(run).await?;
         for target in &mut targets {
             let realised = realise::realise_target(&mut client, run, realise, target).await?;
+            if realised && let Some(key) = &target.cached {
+                self.root_evaluation(&mut client, key, &target.evaluation.drv_path)
+                    .await;
+            }
             if !realised {
                 // The derivation is gone (collected after evaluation, or a stale cache entry):
                 // evaluate afresh, once.
@@ -347,6 +366,10 @@ impl Resolver {
                 let (evaluation, cached) = self.evaluate(run, &target.installable, false).await?;
                 target.evaluation = evaluation;
                 target.cached = cached;
+                if let Some(key) = &target.cached {
+                    self.root_evaluation(&mut client, key, &target.evaluation.drv_path)
+                        .await;
+                }
                 if !realise::realise_target(&mut client, run, realise, target).await? {
                     return Err(ResolveError::Daemon {
                         container: run.container.to_owned(),
@@ -466,8 +489,188 @@ impl Resolver {
         Ok(client)
     }
 
-    /// The evaluation of `installable`: from the cache when it is locked and `use_cache`, else
-    /// by `nix eval` (once per node at a time for locked installables, filling the cache).
+    /// The cache key of a locked installable under this policy.
+    fn cache_key(&self, locked: &FlakeInstallable) -> CacheKey {
+        CacheKey::new(
+            flake_eval::installable_argument(locked, &self.policy),
+            self.policy.system.clone(),
+            self.policy.nix_command.display().to_string(),
+        )
+    }
+
+    /// `installable` with its flake locked, when that is known without running `nix`: it is
+    /// locked, or its cached lock may be reused now.
+    fn cached_locked_installable(
+        &self,
+        installable: &FlakeInstallable,
+    ) -> Option<FlakeInstallable> {
+        let flake = if installable.flake.is_locked() {
+            installable.flake.clone()
+        } else {
+            self.cached_lock(&installable.flake)?
+        };
+        Some(FlakeInstallable {
+            flake,
+            attr: installable.attr.clone(),
+        })
+    }
+
+    /// The cached lock of the unlocked `flake`, if it may be reused now.
+    fn cached_lock(&self, flake: &FlakeRef) -> Option<FlakeRef> {
+        let reuse = lock_reuse(flake);
+        if reuse == LockReuse::Never {
+            return None;
+        }
+        let entry = self.lock_cache.get(&flake.to_string())?;
+        let fingerprint = current_fingerprint(&reuse);
+        is_fresh(
+            &entry,
+            &reuse,
+            now_ms(),
+            self.policy.lock_ttl,
+            fingerprint.as_deref(),
+        )
+        .then(|| FlakeRef::parse(&entry.locked).ok())
+        .flatten()
+        .filter(FlakeRef::is_locked)
+    }
+
+    /// `installable` with its flake locked: as it is when locked, else with the cached lock or
+    /// a new one (once per node at a time for each ref).
+    async fn locked_installable(
+        &self,
+        run: &Run<'_>,
+        installable: &FlakeInstallable,
+    ) -> Result<FlakeInstallable, ResolveError> {
+        if let Some(locked) = self.cached_locked_installable(installable) {
+            return Ok(locked);
+        }
+        let flake = &installable.flake;
+        let unlocked = flake.to_string();
+        let step = Step::WaitingForLock(unlocked.clone());
+        run.set_step(&step);
+        let _single = self
+            .locks
+            .lock(
+                &format!("lock-{}", LockCache::digest(&unlocked)),
+                run.deadline.instant(),
+            )
+            .await
+            .map_err(|err| lock_error(run, step, err))?;
+        if let Some(locked) = self.cached_locked_installable(installable) {
+            return Ok(locked);
+        }
+        let reuse = lock_reuse(flake);
+        // Taken before Nix reads the folder: an edit meanwhile makes the entry stale.
+        let fingerprint = current_fingerprint(&reuse);
+        let _slot = self.evaluation_slot(run).await?;
+        let step = Step::Locking(unlocked.clone());
+        run.set_step(&step);
+        let remaining = run.deadline.remaining();
+        if remaining.is_zero() {
+            return Err(run.timeout(step));
+        }
+        let started = Instant::now();
+        let result = flake_lock::lock(flake, &self.policy, remaining, &*self.runner).await;
+        self.record(
+            "lock",
+            &unlocked,
+            result.as_ref().ok().map(|l| l.locked.to_string()),
+            started,
+        );
+        let locked = match result {
+            Ok(locked) => locked.locked,
+            Err(EvalError::Timeout { .. }) => return Err(run.timeout(step)),
+            Err(source) => {
+                return Err(ResolveError::Eval {
+                    container: run.container.to_owned(),
+                    source,
+                });
+            }
+        };
+        let previous = self.lock_cache.get(&unlocked);
+        let entry = LockEntry::new(unlocked.clone(), locked.to_string(), now_ms(), fingerprint);
+        if let Err(err) = self.lock_cache.put(&entry) {
+            tracing::warn!(flake = %unlocked, %err, "cannot cache the flake's lock");
+        }
+        if let Some(previous) = previous
+            && previous.locked != entry.locked
+        {
+            tracing::info!(flake = %unlocked, old = %previous.locked, new = %entry.locked, "the flake changed");
+            self.drop_evaluations_of(&previous.locked);
+        }
+        Ok(FlakeInstallable {
+            flake: locked,
+            attr: installable.attr.clone(),
+        })
+    }
+
+    /// Drops the cached evaluations of `old_lock`, with their GC roots, unless another cached
+    /// lock still points to it.
+    fn drop_evaluations_of(&self, old_lock: &str) {
+        let still = self.lock_cache.locked_refs();
+        for key in stale_entries(old_lock, &still, &self.cache.keys()) {
+            if let Err(err) = self.cache.remove(&key) {
+                tracing::warn!(installable = key.installable(), %err, "cannot drop a stale evaluation");
+            }
+        }
+    }
+
+    /// One of the node's evaluation slots, held while `nix` runs.
+    async fn evaluation_slot(&self, run: &Run<'_>) -> Result<KeyLock, ResolveError> {
+        let slots = self.policy.max_concurrent_evaluations;
+        let step = Step::WaitingForEvaluationSlot(slots);
+        run.set_step(&step);
+        self.locks
+            .lock_slot(EVALUATION_SLOT, slots, run.deadline.instant())
+            .await
+            .map_err(|err| lock_error(run, step, err))
+    }
+
+    /// Keeps `key`'s derivation as a GC root of the cache, so it can be built again without
+    /// evaluating. Best effort: a derivation that is gone is evaluated again when needed.
+    async fn root_evaluation(&self, client: &mut DaemonClient, key: &CacheKey, drv: &StorePath) {
+        let gc_roots = self.cache.gc_roots();
+        let consumer = self.cache.root_consumer(key);
+        let link = gc_roots.dir().join(&consumer).join(drv.base_name());
+        if std::fs::read_link(&link).ok().as_deref() == Some(drv.as_path()) {
+            return;
+        }
+        match client.is_valid_path(drv).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(%drv, %err, "cannot check the evaluated derivation");
+                return;
+            }
+        }
+        if let Err(err) = gc_roots
+            .hold(&consumer, std::slice::from_ref(drv), client)
+            .await
+        {
+            tracing::warn!(%drv, %err, "cannot keep the evaluated derivation as a GC root");
+        }
+    }
+
+    /// Appends a run of `nix` to the cache's evaluation log.
+    fn record(&self, kind: &str, subject: &str, locked: Option<String>, started: Instant) {
+        let record = EvaluationRecord {
+            kind: kind.to_owned(),
+            subject: subject.to_owned(),
+            ok: locked.is_some(),
+            locked,
+            millis: started.elapsed().as_millis() as u64,
+            pid: std::process::id(),
+            at_ms: now_ms(),
+        };
+        if let Err(err) = self.cache.record(&record) {
+            tracing::warn!(%err, "cannot write the evaluation log");
+        }
+    }
+
+    /// The evaluation of `installable`: its flake locked, then from the cache when `use_cache`,
+    /// else by `nix eval`, once per node at a time for each locked installable, filling the
+    /// cache (or, for a failure, remembering it for [`FAILURE_TTL`]).
     async fn evaluate(
         &self,
         run: &Run<'_>,
@@ -475,43 +678,78 @@ impl Resolver {
         use_cache: bool,
     ) -> Result<(CachedEvaluation, Option<CacheKey>), ResolveError> {
         let shown = flake_eval::installable_argument(installable, &self.policy);
-        if !installable.flake.is_locked() {
-            return Ok((self.evaluate_now(run, installable, &shown).await?, None));
-        }
-        let key = CacheKey::new(shown.clone(), self.policy.system.clone());
+        let locked = self.locked_installable(run, installable).await?;
+        let key = self.cache_key(&locked);
         if use_cache && let Some(hit) = self.cache.get(&key) {
-            tracing::debug!(installable = %shown, "resolution cache hit");
+            tracing::debug!(installable = %shown, "evaluation cache hit");
             return Ok((hit, Some(key)));
         }
         let step = Step::WaitingForLock(shown.clone());
         run.set_step(&step);
-        let _lock = self
+        let _single = self
             .locks
             .lock(&key.digest(), run.deadline.instant())
             .await
-            .map_err(|err| match err {
-                LockError::Expired => run.timeout(step),
-                LockError::Io { path, source } => ResolveError::State {
-                    container: run.container.to_owned(),
-                    action: "locking",
-                    path,
-                    source,
-                },
-            })?;
+            .map_err(|err| lock_error(run, step, err))?;
         if use_cache && let Some(hit) = self.cache.get(&key) {
-            tracing::debug!(installable = %shown, "resolution cache filled while waiting");
+            tracing::debug!(installable = %shown, "evaluation cache filled while waiting");
             return Ok((hit, Some(key)));
         }
-        let evaluation = self.evaluate_now(run, installable, &shown).await?;
-        if let Err(err) = self.cache.put(&key, &evaluation) {
-            tracing::warn!(
-                installable = %shown,
-                path = %self.cache.entry_path(&key).display(),
-                %err,
-                "cannot write the resolution cache; the next resolution evaluates again"
-            );
+        if let Some(message) = self.cache.recent_failure(&key, now_ms(), FAILURE_TTL) {
+            return Err(ResolveError::Eval {
+                container: run.container.to_owned(),
+                source: EvalError::Failed {
+                    installable: shown,
+                    message: format!(
+                        "{message} (the node's evaluation of this lock failed less than {} s ago)",
+                        FAILURE_TTL.as_secs()
+                    ),
+                },
+            });
         }
-        Ok((evaluation, Some(key)))
+        let slot = self.evaluation_slot(run).await?;
+        let started = Instant::now();
+        let result = self.evaluate_now(run, &locked, &shown).await;
+        drop(slot);
+        self.record(
+            "eval",
+            &shown,
+            result.as_ref().ok().map(|_| key.installable().to_owned()),
+            started,
+        );
+        match result {
+            Ok(evaluation) => {
+                if let Err(err) = self.cache.put(&key, &evaluation) {
+                    tracing::warn!(
+                        installable = %shown,
+                        path = %self.cache.entry_path(&key).display(),
+                        %err,
+                        "cannot write the evaluation cache; the next resolution evaluates again"
+                    );
+                }
+                Ok((evaluation, Some(key)))
+            }
+            Err(err) => {
+                // Only what nix itself reported: a deadline or a missing nix is not the flake's.
+                if let ResolveError::Eval {
+                    source:
+                        source @ (EvalError::Failed { .. }
+                        | EvalError::Output { .. }
+                        | EvalError::StorePath { .. }),
+                    ..
+                } = &err
+                {
+                    let message = match source {
+                        EvalError::Failed { message, .. } => message.clone(),
+                        other => other.to_string(),
+                    };
+                    if let Err(err) = self.cache.put_failure(&key, &message, now_ms()) {
+                        tracing::warn!(installable = %shown, %err, "cannot remember the failure");
+                    }
+                }
+                Err(err)
+            }
+        }
     }
 
     async fn evaluate_now(
@@ -531,10 +769,65 @@ impl Resolver {
             Err(EvalError::Timeout { .. }) => Err(run.timeout(step)),
             Err(source) => Err(ResolveError::Eval {
                 container: run.container.to_owned(),
-                source,
+                source: shown_as(source, shown),
             }),
         }
     }
+}
+
+/// `error` naming `shown` (the installable as asked) rather than its locked form.
+fn shown_as(error: EvalError, shown: &str) -> EvalError {
+    let installable = shown.to_owned();
+    match error {
+        EvalError::Spawn {
+            program, source, ..
+        } => EvalError::Spawn {
+            installable,
+            program,
+            source,
+        },
+        EvalError::Failed { message, .. } => EvalError::Failed {
+            installable,
+            message,
+        },
+        EvalError::Timeout { after, .. } => EvalError::Timeout { installable, after },
+        EvalError::Output { message, .. } => EvalError::Output {
+            installable,
+            message,
+        },
+        EvalError::StorePath { source, .. } => EvalError::StorePath {
+            installable,
+            source,
+        },
+        other @ EvalError::Lock { .. } => other,
+    }
+}
+
+/// The error of a lock or slot not taken while `step` waited for it.
+fn lock_error(run: &Run<'_>, step: Step, err: LockError) -> ResolveError {
+    match err {
+        LockError::Expired => run.timeout(step),
+        LockError::Io { path, source } => ResolveError::State {
+            container: run.container.to_owned(),
+            action: "locking",
+            path,
+            source,
+        },
+    }
+}
+
+/// The fingerprint of a folder whose lock is reused while it is unchanged.
+fn current_fingerprint(reuse: &LockReuse) -> Option<String> {
+    match reuse {
+        LockReuse::Fingerprint(path) => source_fingerprint::fingerprint(path).ok().flatten(),
+        _ => None,
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Connects, retrying while the daemon's listen queue is full (`EAGAIN`: many resolutions
@@ -579,4 +872,250 @@ fn forward_progress(
             progress.send_modify(|p| p.daemon = snapshot);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::flake_ref::FlakeInstallable;
+    use crate::resolve::process_runner::BoxFuture;
+    use std::os::unix::process::ExitStatusExt;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicU32;
+
+    const HASH_ONE: &str = "sha256-XYSU8ZjNpcasPc+VY8vXBYxXBs5/Pxga7xq07eZoWbo=";
+    const HASH_TWO: &str = "sha256-YYSU8ZjNpcasPc+VY8vXBYxXBs5/Pxga7xq07eZoWbo=";
+
+    /// A `nix` that locks a folder to one of two hashes (by its `v` file) and evaluates any
+    /// attribute but `broken`; it counts what it ran.
+    #[derive(Debug, Default)]
+    struct FakeNix {
+        runs: Mutex<Vec<String>>,
+    }
+
+    impl FakeNix {
+        fn count(&self, kind: &str) -> usize {
+            self.runs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|k| *k == kind)
+                .count()
+        }
+    }
+
+    impl ProcessRunner for FakeNix {
+        fn output(
+            &self,
+            command: tokio::process::Command,
+            _pid: Arc<AtomicU32>,
+        ) -> BoxFuture<'static, std::io::Result<std::process::Output>> {
+            let args: Vec<String> = command
+                .as_std()
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let target = args.last().cloned().unwrap_or_default();
+            let (kind, status, stdout) = if args[0] == "flake" {
+                let dir = target.trim_start_matches("path:");
+                let hash = match std::fs::read_to_string(format!("{dir}/v")).as_deref() {
+                    Ok("2") => HASH_TWO,
+                    _ => HASH_ONE,
+                };
+                let url = format!("{target}?narHash={}", hash.replace('/', "%2F"));
+                ("lock", 0, format!(r#"{{"url":"{url}"}}"#))
+            } else if target.ends_with("#broken") {
+                ("eval", 1 << 8, String::new())
+            } else {
+                let hash = "ar25pqwqc1pfzvpw69sln376hqy1bn07";
+                (
+                    "eval",
+                    0,
+                    format!(
+                        r#"{{"drvPath":"/nix/store/{hash}-app.drv","outputs":{{"out":"/nix/store/{hash}-app"}},"name":"app","pname":null,"version":null,"mainProgram":null}}"#
+                    ),
+                )
+            };
+            self.runs.lock().unwrap().push(kind.to_owned());
+            Box::pin(async move {
+                Ok(std::process::Output {
+                    status: std::process::ExitStatus::from_raw(status),
+                    stdout: stdout.into_bytes(),
+                    stderr: b"error: attribute 'broken' is broken".to_vec(),
+                })
+            })
+        }
+    }
+
+    struct Setup {
+        _state: tempfile::TempDir,
+        flake: tempfile::TempDir,
+        policy: NodePolicy,
+        nix: Arc<FakeNix>,
+    }
+
+    fn setup() -> Setup {
+        let state = tempfile::tempdir().unwrap();
+        let flake = tempfile::tempdir().unwrap();
+        std::fs::write(flake.path().join("v"), "1").unwrap();
+        let dir = flake.path().canonicalize().unwrap();
+        let policy = NodePolicy::from_toml(
+            &format!(
+                "allowed-flake-prefixes = [\"path:{}\"]\nstate-dir = {:?}\n",
+                dir.display(),
+                state.path()
+            ),
+            std::path::Path::new("policy.toml"),
+        )
+        .unwrap();
+        Setup {
+            _state: state,
+            flake,
+            policy,
+            nix: Arc::new(FakeNix::default()),
+        }
+    }
+
+    impl Setup {
+        fn resolver(&self, policy: &NodePolicy) -> Resolver {
+            Resolver::new(policy.clone()).with_process_runner(self.nix.clone())
+        }
+
+        fn request(&self, attr: &str) -> Request {
+            let dir = self.flake.path().canonicalize().unwrap();
+            Request {
+                container: "app".into(),
+                source: Source::Flake(
+                    FlakeInstallable::parse(&format!("path:{}#{attr}", dir.display())).unwrap(),
+                ),
+                namespace: None,
+                entrypoint: None,
+                timeout: None,
+            }
+        }
+
+        /// Locks and evaluates `attr` as a resolution does (short of the daemon).
+        async fn evaluate(
+            &self,
+            resolver: &Resolver,
+            attr: &str,
+        ) -> Result<CachedEvaluation, ResolveError> {
+            let request = self.request(attr);
+            let Source::Flake(installable) = &request.source else {
+                unreachable!()
+            };
+            let installable = resolver.allowed_installable(&request, installable)?;
+            let run = Run {
+                container: "app",
+                deadline: Deadline::after(std::time::Duration::from_secs(30)),
+                progress: None,
+            };
+            resolver
+                .evaluate(&run, &installable, true)
+                .await
+                .map(|(evaluation, _)| evaluation)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lock_is_evaluated_once_and_an_edit_evaluates_again() {
+        let setup = setup();
+        let resolver = setup.resolver(&setup.policy);
+        assert_eq!(
+            resolver.resolve_offline(&setup.request("app")).unwrap(),
+            None
+        );
+        let first = setup.evaluate(&resolver, "app").await.unwrap();
+        setup.evaluate(&resolver, "app").await.unwrap();
+        assert_eq!((setup.nix.count("lock"), setup.nix.count("eval")), (1, 1));
+        // Another process (a later shim) finds lock and evaluation on disk.
+        let known = setup
+            .resolver(&setup.policy)
+            .resolve_offline(&setup.request("app"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(known.roots, first.roots());
+
+        // An edit: locked again (a new hash), evaluated again, the old lock's entry dropped.
+        std::fs::write(setup.flake.path().join("v"), "2").unwrap();
+        assert_eq!(
+            resolver.resolve_offline(&setup.request("app")).unwrap(),
+            None
+        );
+        setup.evaluate(&resolver, "app").await.unwrap();
+        assert_eq!((setup.nix.count("lock"), setup.nix.count("eval")), (2, 2));
+        let keys = resolver.cache().keys();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(keys[0].installable().contains("sha256-YYSU"), "{keys:?}");
+    }
+
+    #[tokio::test]
+    async fn a_policy_change_refuses_or_re_evaluates_what_was_cached() {
+        let setup = setup();
+        let resolver = setup.resolver(&setup.policy);
+        setup.evaluate(&resolver, "app").await.unwrap();
+        assert!(
+            resolver
+                .resolve_offline(&setup.request("app"))
+                .unwrap()
+                .is_some()
+        );
+
+        // The folder is no longer allowed: refused, though its evaluation is cached.
+        let refusing = NodePolicy {
+            allowed_flake_prefixes: NodePolicy::default().allowed_flake_prefixes,
+            ..setup.policy.clone()
+        };
+        let err = setup
+            .resolver(&refusing)
+            .resolve_offline(&setup.request("app"))
+            .unwrap_err();
+        assert!(matches!(err, ResolveError::NotAllowed { .. }), "{err}");
+        let err = setup
+            .evaluate(&setup.resolver(&refusing), "app")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ResolveError::NotAllowed { .. }), "{err}");
+
+        // Another system or evaluator: a miss, evaluated afresh.
+        for changed in [
+            NodePolicy {
+                system: "aarch64-linux".into(),
+                ..setup.policy.clone()
+            },
+            NodePolicy {
+                nix_command: "/opt/nix/bin/nix".into(),
+                ..setup.policy.clone()
+            },
+        ] {
+            let resolver = setup.resolver(&changed);
+            assert_eq!(
+                resolver.resolve_offline(&setup.request("app")).unwrap(),
+                None
+            );
+            setup.evaluate(&resolver, "app").await.unwrap();
+        }
+        assert_eq!((setup.nix.count("lock"), setup.nix.count("eval")), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_remembered_briefly_and_never_served_as_success() {
+        let setup = setup();
+        let resolver = setup.resolver(&setup.policy);
+        let first = setup.evaluate(&resolver, "broken").await.unwrap_err();
+        assert!(first.to_string().contains("is broken"), "{first}");
+        let second = setup.evaluate(&resolver, "broken").await.unwrap_err();
+        let message = second.to_string();
+        assert!(message.contains("is broken"), "{message}");
+        assert!(message.contains("failed less than 10 s ago"), "{message}");
+        assert_eq!(setup.nix.count("eval"), 1, "the failure was remembered");
+        assert_eq!(
+            resolver.resolve_offline(&setup.request("broken")).unwrap(),
+            None
+        );
+        assert!(
+            resolver.cache().keys().is_empty(),
+            "no failure is a cache entry"
+        );
+    }
 }

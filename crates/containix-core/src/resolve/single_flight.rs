@@ -64,12 +64,47 @@ impl LockDir {
 
     /// Takes the exclusive lock of `digest`, waiting until `deadline` at most.
     pub async fn lock(&self, digest: &str, deadline: Instant) -> Result<KeyLock, LockError> {
+        self.lock_any(std::slice::from_ref(&digest.to_owned()), deadline)
+            .await
+    }
+
+    /// Takes one of `slots` slots named `<name>-<i>`, waiting until `deadline` at most: a
+    /// node-wide counting semaphore (at most `slots` holders at a time, in any process).
+    pub async fn lock_slot(
+        &self,
+        name: &str,
+        slots: usize,
+        deadline: Instant,
+    ) -> Result<KeyLock, LockError> {
+        let names: Vec<String> = (0..slots.max(1)).map(|i| format!("{name}-{i}")).collect();
+        self.lock_any(&names, deadline).await
+    }
+
+    /// Takes the lock of the first of `digests` that is free, waiting until `deadline` at most.
+    async fn lock_any(&self, digests: &[String], deadline: Instant) -> Result<KeyLock, LockError> {
         std::fs::create_dir_all(&self.dir).map_err(|source| LockError::Io {
             path: self.dir.clone(),
             source,
         })?;
-        let path = self.lock_path(digest);
         let mut pause = FIRST_POLL;
+        loop {
+            for digest in digests {
+                if let Some(lock) = self.try_lock(digest)? {
+                    return Ok(lock);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(LockError::Expired);
+            }
+            tokio::time::sleep_until((now + pause).min(deadline)).await;
+            pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+
+    /// One attempt at the lock of `digest`; `None` when another holder has it.
+    fn try_lock(&self, digest: &str) -> Result<Option<KeyLock>, LockError> {
+        let path = self.lock_path(digest);
         loop {
             let file = OpenOptions::new()
                 .create(true)
@@ -80,24 +115,16 @@ impl LockDir {
                     path: path.clone(),
                     source,
                 })?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) if is_current(&lock, &path) => return Ok(KeyLock { _lock: lock, path }),
+            return match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) if is_current(&lock, &path) => Ok(Some(KeyLock { _lock: lock, path })),
                 // The holder removed the file after we opened it: lock the new one.
                 Ok(_) => continue,
-                Err((_, Errno::EWOULDBLOCK | Errno::EINTR)) => {}
-                Err((_, errno)) => {
-                    return Err(LockError::Io {
-                        path,
-                        source: errno.into(),
-                    });
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(LockError::Expired);
-            }
-            tokio::time::sleep_until((now + pause).min(deadline)).await;
-            pause = (pause * 2).min(MAX_POLL);
+                Err((_, Errno::EWOULDBLOCK | Errno::EINTR)) => Ok(None),
+                Err((_, errno)) => Err(LockError::Io {
+                    path,
+                    source: errno.into(),
+                }),
+            };
         }
     }
 }
@@ -154,6 +181,53 @@ mod tests {
             .unwrap();
         assert_eq!(again.path(), locks.lock_path("abc"));
         drop((other, again));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+        /// However many tasks ask, at most `slots` hold a slot at once, and every one gets one.
+        #[test]
+        fn slots_bound_concurrency_and_serve_everyone(slots in 1usize..4, tasks in 1usize..10) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            let (max, served) = runtime.block_on(slot_run(slots, tasks));
+            proptest::prop_assert!(max <= slots, "{max} holders for {slots} slots");
+            proptest::prop_assert_eq!(max, slots.min(tasks));
+            proptest::prop_assert_eq!(served, tasks);
+        }
+    }
+
+    async fn slot_run(slots: usize, tasks: usize) -> (usize, usize) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let locks = LockDir::new(dir.path());
+        let holding = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(AtomicUsize::new(0));
+        let mut joins = Vec::new();
+        for _ in 0..tasks {
+            let (locks, holding, max, served) =
+                (locks.clone(), holding.clone(), max.clone(), served.clone());
+            joins.push(tokio::spawn(async move {
+                let slot = locks
+                    .lock_slot("eval", slots, Instant::now() + Duration::from_secs(20))
+                    .await
+                    .unwrap();
+                let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                holding.fetch_sub(1, Ordering::SeqCst);
+                served.fetch_add(1, Ordering::SeqCst);
+                drop(slot);
+            }));
+        }
+        for join in joins {
+            join.await.unwrap();
+        }
+        (max.load(Ordering::SeqCst), served.load(Ordering::SeqCst))
     }
 
     #[tokio::test]

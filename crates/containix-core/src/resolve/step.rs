@@ -15,6 +15,11 @@ use crate::store::store_path::StorePath;
 pub enum Step {
     /// Waiting for another resolution of the same locked installable on this node.
     WaitingForLock(String),
+    /// Waiting for one of the node's evaluation slots (`max-concurrent-evaluations`, the
+    /// number given) to run `nix`.
+    WaitingForEvaluationSlot(usize),
+    /// Locking a flake ref with `nix flake metadata`.
+    Locking(String),
     /// Evaluating an installable with `nix eval`.
     Evaluating(String),
     /// Connecting to the Nix daemon.
@@ -35,6 +40,11 @@ impl fmt::Display for Step {
             Step::WaitingForLock(key) => {
                 write!(f, "waiting for another resolution of {key} on this node")
             }
+            Step::WaitingForEvaluationSlot(slots) => write!(
+                f,
+                "waiting for one of the {slots} evaluation slots of this node"
+            ),
+            Step::Locking(flake) => write!(f, "locking {flake}"),
             Step::Evaluating(installable) => write!(f, "evaluating {installable}"),
             Step::Connecting(socket) => {
                 write!(f, "connecting to the Nix daemon at {}", socket.display())

@@ -91,6 +91,11 @@ pub struct NodePolicy {
     /// How long a detached resolution goes on after its last waiting pod is deleted (a
     /// Deployment often replaces a deleted pod at once).
     pub resolution_grace: Duration,
+    /// How long a cached lock of a remote flake ref (a branch) is reused before the ref is
+    /// locked again. `path:` folders are locked again when they change, whatever this says.
+    pub lock_ttl: Duration,
+    /// How many flake evaluations (and locks) may run at once on the node; more wait.
+    pub max_concurrent_evaluations: usize,
     /// How store views are made: `auto`, `link-farm` or `bind-tree`.
     pub store_view: ViewSetting,
     /// Where store views live; default `<state-dir>/views`. A link farm needs it on the Nix
@@ -118,6 +123,8 @@ impl Default for NodePolicy {
             nix_command: PathBuf::from("nix"),
             package_set: None,
             resolution_grace: Duration::from_secs(30),
+            lock_ttl: DEFAULT_LOCK_TTL,
+            max_concurrent_evaluations: default_max_concurrent_evaluations(),
             store_view: ViewSetting::Auto,
             view_dir: None,
             source: None,
@@ -149,6 +156,14 @@ impl NodePolicy {
             .map(ToString::to_string)
             .collect()
     }
+}
+
+/// `lock-ttl` by default: Nix's own `tarball-ttl`.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(3600);
+
+/// `max-concurrent-evaluations` by default: the number of CPUs this process may use.
+pub fn default_max_concurrent_evaluations() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The Nix system string of the machine containix runs on.

@@ -73,6 +73,8 @@ struct PolicyFile {
     nix_command: Option<PathBuf>,
     package_set: Option<String>,
     resolution_grace: Option<String>,
+    lock_ttl: Option<String>,
+    max_concurrent_evaluations: Option<i64>,
     store_view: Option<ViewSetting>,
     view_dir: Option<PathBuf>,
     namespaces: Option<BTreeMap<String, NamespaceFile>>,
@@ -186,6 +188,22 @@ impl NodePolicy {
             resolution_grace: match file.resolution_grace {
                 Some(text) => check.duration("resolution-grace", &text)?,
                 None => defaults.resolution_grace,
+            },
+            lock_ttl: match file.lock_ttl {
+                Some(text) => check.duration("lock-ttl", &text)?,
+                None => defaults.lock_ttl,
+            },
+            max_concurrent_evaluations: match file.max_concurrent_evaluations {
+                Some(n) => usize::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=1024).contains(n))
+                    .ok_or_else(|| {
+                        check.invalid(
+                            "max-concurrent-evaluations".to_owned(),
+                            format!("{n} is not a number of evaluations from 1 to 1024"),
+                        )
+                    })?,
+                None => defaults.max_concurrent_evaluations,
             },
             store_view: file.store_view.unwrap_or(defaults.store_view),
             view_dir: file.view_dir.or_else(|| defaults.view_dir.clone()),
@@ -305,6 +323,11 @@ fn keys_set(file: &PolicyFile) -> BTreeSet<String> {
         ("nix-command", file.nix_command.is_some()),
         ("package-set", file.package_set.is_some()),
         ("resolution-grace", file.resolution_grace.is_some()),
+        ("lock-ttl", file.lock_ttl.is_some()),
+        (
+            "max-concurrent-evaluations",
+            file.max_concurrent_evaluations.is_some(),
+        ),
         ("store-view", file.store_view.is_some()),
         ("view-dir", file.view_dir.is_some()),
     ];

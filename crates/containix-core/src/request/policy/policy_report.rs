@@ -153,6 +153,14 @@ impl LoadedPolicy {
                 "resolution-grace",
                 json!(format_duration(policy.resolution_grace).to_string()),
             ),
+            value(
+                "lock-ttl",
+                json!(format_duration(policy.lock_ttl).to_string()),
+            ),
+            value(
+                "max-concurrent-evaluations",
+                json!(policy.max_concurrent_evaluations),
+            ),
             value("store-view", json!(policy.store_view.as_str())),
             value("view-dir", json!(policy.view_dir())),
         ];

@@ -91,24 +91,35 @@ impl InflightBoard {
     pub fn post(&self, work: &WorkRequest, pod: &str) -> io::Result<String> {
         let key = work.key();
         let dir = self.work_dir(&key);
-        let created = !dir.exists();
-        let result = (|| {
-            fs::create_dir_all(dir.join(WAITERS_DIR))?;
-            if !dir.join(REQUEST_FILE).exists() {
-                let json = serde_json::to_vec_pretty(work).map_err(io::Error::other)?;
-                write_atomically(&dir.join(REQUEST_FILE), &json)?;
-            }
-            File::create(dir.join(WAITERS_DIR).join(file_name(pod)))
-        })();
-        match result {
-            Ok(_) => Ok(key),
-            Err(err) => {
-                if created && self.waiters(&key).is_empty() {
-                    let _ = self.remove(&key);
+        let mut attempts = 0;
+        loop {
+            let created = !dir.exists();
+            match self.post_once(&dir, work, pod) {
+                Ok(()) => return Ok(key),
+                // A worker that just finished removed the directory meanwhile: post afresh.
+                Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < 10 => {
+                    attempts += 1;
                 }
-                Err(err)
+                Err(err) => {
+                    // Leave nothing behind (a full state dir): a directory made here, with no
+                    // waiter in it, goes again.
+                    if created && self.waiters(&key).is_empty() {
+                        let _ = self.remove(&key);
+                    }
+                    return Err(err);
+                }
             }
         }
+    }
+
+    fn post_once(&self, dir: &Path, work: &WorkRequest, pod: &str) -> io::Result<()> {
+        fs::create_dir_all(dir.join(WAITERS_DIR))?;
+        if !dir.join(REQUEST_FILE).exists() {
+            let json = serde_json::to_vec_pretty(work).map_err(io::Error::other)?;
+            write_atomically(&dir.join(REQUEST_FILE), &json)?;
+        }
+        File::create(dir.join(WAITERS_DIR).join(file_name(pod)))?;
+        Ok(())
     }
 
     /// `pod` no longer waits for `key`.
