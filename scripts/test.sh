@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole containix suite, from a fresh clone on a fresh Debian 12 machine, as root:
 # installs what it needs, checks formatting and lints, runs every unit, integration and
-# end-to-end test against a real node (nix-daemon, containerd with CRI, runc), then gives every
-# fuzz target a short smoke run. `.ci/run` calls exactly this.
+# end-to-end test against a real node (nix-daemon, containerd with CRI, runc), then soaks the node
+# with 100 pod cycles and gives every fuzz target a short smoke run. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +28,10 @@ trap 'rm -f "$results"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$results"
 step "the README's main job (the example flake's program in a pod)"
 target/debug/containix-example
+step "soak (create/delete cycles through CRI; nothing may leak or grow)"
+scripts/soak.sh 100
 step "fuzz smoke"
-scripts/fuzz-smoke.sh "${CONTAINIX_FUZZ_SECONDS:-15}"
+scripts/fuzz-smoke.sh "${CONTAINIX_FUZZ_SECONDS:-10}"
 
 # One closing line for the whole suite, summed over every test binary above.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$results"
