@@ -11,7 +11,10 @@ minutes="${1:?usage: scripts/fuzz-campaign.sh MINUTES [TARGET...]}"
 shift
 # cargo-fuzz needs unstable compiler flags; the stable toolchain accepts them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build >&2
+# Without AddressSanitizer: the parsers are safe Rust (no `unsafe`), so ASan finds nothing a
+# panic would not, and costs a 5 to 20 times lower exec rate. The CI smoke keeps ASan.
+sanitizer="${CONTAINIX_FUZZ_SANITIZER:-none}"
+cargo fuzz build -s "$sanitizer" >&2
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
     mapfile -t targets < <(cargo fuzz list)
@@ -27,7 +30,7 @@ for target in "${targets[@]}"; do
     printf 'fuzz campaign: %s for %s min\n' "$target" "$minutes" >&2
     status=0
     # -error_exitcode stays libFuzzer's; a crash ends that target's run early.
-    cargo fuzz run "$target" "work/$target" "corpus/$target" -- \
+    cargo fuzz run -s "$sanitizer" "$target" "work/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 \
         >"$logs/$target" 2>&1 || status=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$target" | tail -n 1)
