@@ -58,8 +58,28 @@
       nixosModules.containix = ./nix/module.nix;
       nixosModules.default = self.nixosModules.containix;
 
+      # `nix fmt`: nixfmt over every .nix file (through treefmt).
+      formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
+
       checks = forAllSystems (pkgs: {
         package = self.packages.${pkgs.stdenv.hostPlatform.system}.containix;
+        # The package carries the shell completions and a manual page per command.
+        installed-files =
+          let
+            containix = self.packages.${pkgs.stdenv.hostPlatform.system}.containix;
+          in
+          pkgs.runCommand "containix-installed-files" { } ''
+            for file in \
+              share/bash-completion/completions/containix.bash \
+              share/zsh/site-functions/_containix \
+              share/fish/vendor_completions.d/containix.fish \
+              share/man/man1/containix.1.gz \
+              share/man/man1/containix-resolve.1.gz \
+              share/man/man1/containix-node-install.1.gz; do
+              test -e ${containix}/$file || { echo "missing $file" >&2; exit 1; }
+            done
+            touch $out
+          '';
         unit-tests = pkgs.callPackage ./nix/package.nix { runUnitTests = true; };
         vm = import ./nix/tests/vm.nix {
           inherit pkgs;

@@ -52,8 +52,4 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
     log "installing cargo-fuzz"
     cargo install --quiet --locked cargo-fuzz
 fi
-# The example flake builds offline with a static busybox as its only builder; the binary is
-# copied next to it (gitignored) because it cannot be committed. See examples/hello/flake.nix.
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-install -D -m 0755 /bin/busybox "$repo/examples/hello/bb/busybox"
 log "node packages and toolchain ready"

@@ -3,14 +3,28 @@
 //! rewritten to run the example's closure, runs, and is cleaned up without leftovers; a bad
 //! request fails without leaving a GC root or state behind.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use containix_core::assemble::container_step::{
-    CONTAINER_NAME_ANNOTATION, CONTAINER_TYPE_ANNOTATION, ContainerStep, Outcome, PassthroughReason,
+    CONTAINER_NAME_ANNOTATION, CONTAINER_TYPE_ANNOTATION, ContainerStep, Decision, Outcome,
+    PassthroughReason, decide,
 };
 use containix_core::assemble::plan::ImageKind;
+use containix_core::assemble::view::registry::StoreViews;
 use containix_core::request::policy::NodePolicy;
+use containix_core::resolve::inflight::board::InflightBoard;
+use containix_core::resolve::inflight::status::InflightState;
+use containix_core::resolve::inflight::work_request::WorkRequest;
+use containix_core::resolve::inflight::worker::{
+    HolderFuture, ResultHolder, WorkerEnd, WorkerTimes, run_worker,
+};
+use containix_core::resolve::known_roots::KnownRoots;
+use containix_core::resolve::resolver::{Resolution, Resolver};
+use containix_core::store::gc_roots::GcRoots;
 use containix_testkit::fixtures::{self, Built};
 use containix_testkit::nix_daemon::NixDaemon;
 use containix_tests::eventually;
@@ -260,6 +274,89 @@ async fn a_repeat_start_of_a_known_closure_needs_no_daemon() {
         .to_string();
     assert!(err.contains("no-daemon.sock"), "{err}");
     eventually("the step's state to go", async || {
+        leftovers(&state_dir).is_empty()
+    })
+    .await;
+}
+
+/// Delegates to the node's store views, and notes whether the worker's result was still on the
+/// board when the worker let go of its view.
+struct RecordingHolder {
+    views: StoreViews,
+    board: InflightBoard,
+    key: String,
+    on_board_at_release: Mutex<Option<bool>>,
+}
+
+impl ResultHolder for RecordingHolder {
+    fn hold<'a>(
+        &'a self,
+        resolution: Resolution,
+        consumer: &'a str,
+    ) -> HolderFuture<'a, Result<KnownRoots, String>> {
+        self.views.hold(resolution, consumer)
+    }
+
+    fn release<'a>(&'a self, consumer: &'a str) -> HolderFuture<'a, Result<(), String>> {
+        *self.on_board_at_release.lock().unwrap() = Some(self.board.status(&self.key).is_some());
+        ResultHolder::release(&self.views, consumer)
+    }
+}
+
+#[tokio::test]
+async fn a_finished_worker_takes_its_result_off_the_board_before_letting_go_of_its_view() {
+    let hello = fixtures::example_hello().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dir = tmp.path().join("state");
+    let policy = step(&state_dir).resolver().policy().clone();
+    let annotations = BTreeMap::from([
+        (CONTAINER_TYPE_ANNOTATION.to_owned(), "container".to_owned()),
+        ("containix.dev/store-paths".to_owned(), store_paths(&hello)),
+    ]);
+    let Decision::Prepare(request) = decide(&annotations).unwrap() else {
+        panic!("expected a containix request")
+    };
+    let board = InflightBoard::new(&state_dir);
+    let key = board
+        .post(&WorkRequest::of(&request, &policy.system), "pod-1")
+        .unwrap();
+    let holder = RecordingHolder {
+        views: StoreViews::new(
+            policy.view_dir(),
+            GcRoots::new(&policy.state_dir),
+            policy.store_view,
+        ),
+        board: InflightBoard::new(&state_dir),
+        key: key.clone(),
+        on_board_at_release: Mutex::new(None),
+    };
+    // The pod takes the result as soon as it is there (withdrawing from the board).
+    let pod = {
+        let (board, key) = (InflightBoard::new(&state_dir), key.clone());
+        tokio::spawn(async move {
+            while !board
+                .status(&key)
+                .is_some_and(|s| s.state == InflightState::Done)
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            board.withdraw(&key, "pod-1").unwrap();
+        })
+    };
+    let times = WorkerTimes {
+        tick: Duration::from_millis(20),
+        ..WorkerTimes::default()
+    };
+    let resolver = Resolver::new(policy);
+    let end = run_worker(&board, &key, &resolver, &holder, times)
+        .await
+        .unwrap();
+    pod.await.unwrap();
+    assert_eq!(end, WorkerEnd::Done);
+    // A pod posting from now on starts a new resolution rather than reading a result whose
+    // view is going.
+    assert_eq!(*holder.on_board_at_release.lock().unwrap(), Some(false));
+    eventually("the worker's state to go", async || {
         leftovers(&state_dir).is_empty()
     })
     .await;

@@ -107,9 +107,15 @@ async fn import_all(node: &Containerd, images: &Path) {
     ] {
         node.import_archive(&images.join(file)).await.unwrap();
         let normalised = parse_reference(&name).unwrap().to_string();
-        let status = cri.image_status(&name).await.unwrap();
-        let image = status.unwrap_or_else(|| panic!("{name} not found after importing {file}"));
-        assert!(image.repo_tags.contains(&normalised), "{image:?}");
+        // containerd 2's CRI learns of an imported image from an event, a moment later.
+        let what = format!("CRI to list {name} after importing {file}");
+        eventually(&what, async || {
+            cri.image_status(&name)
+                .await
+                .unwrap()
+                .is_some_and(|image| image.repo_tags.contains(&normalised))
+        })
+        .await;
     }
 }
 
@@ -187,7 +193,8 @@ async fn the_built_images_run_as_their_daemonsets_declare_them() {
     // --- The CSI plugin, with the kubelet's root dir and the state dir moved into the test's
     // directory (at the same paths inside the container as outside, as on a node).
     let kubelet = SharedDir::new(dir.path().join("kubelet"));
-    let state = dir.path().join("containix");
+    // The state dir holds the node's store views, shared with the host both ways too.
+    let state = SharedDir::new(dir.path().join("containix"));
     let policy = dir.path().join("policy-configmap");
     std::fs::create_dir_all(kubelet.0.join("pods")).unwrap();
     std::fs::create_dir_all(kubelet.0.join("plugins_registry")).unwrap();
@@ -195,7 +202,7 @@ async fn the_built_images_run_as_their_daemonsets_declare_them() {
     let manifest = std::fs::read_to_string(deploy_dir().join("csi/daemonset.yaml"))
         .unwrap()
         .replace("/var/lib/kubelet", &kubelet.0.display().to_string())
-        .replace("/var/lib/containix", &state.display().to_string());
+        .replace("/var/lib/containix", &state.0.display().to_string());
     let (sandbox_id, container_id, log) = run_daemonset_container(
         &cri,
         &node,
@@ -274,7 +281,7 @@ async fn the_built_images_run_as_their_daemonsets_declare_them() {
     assert!(!target.exists());
     assert_eq!(mounts_under(&kubelet.0.join("pods")), Vec::<PathBuf>::new());
     assert!(
-        listing(&state.join("csi/volumes")).is_empty(),
+        listing(&state.0.join("csi/volumes")).is_empty(),
         "records left"
     );
     drop(client);
@@ -331,5 +338,6 @@ async fn the_built_images_run_as_their_daemonsets_declare_them() {
 
     stop_cleanly(node).await;
     drop(kubelet);
+    drop(state);
     assert_eq!(mounts_under(dir.path()), Vec::<PathBuf>::new());
 }

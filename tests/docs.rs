@@ -201,3 +201,64 @@ fn troubleshooting_quotes_real_messages() {
         "messages quoted in docs/troubleshooting.md that no source under crates/*/src contains"
     );
 }
+
+/// Every binary answers `--help` and `--version` as containerd-shim-runc-v2 and
+/// csi-driver-host-path do: the text, exit status 0, nothing else done.
+#[test]
+fn every_binary_answers_help_and_version() {
+    let shim = containix_testkit::containerd::find_shim_binary().expect("build containix-shim");
+    let binaries = [
+        ("containix", containix_tests::containix_bin()),
+        ("containerd-shim-containix-v1", shim),
+        ("containix-csi", containix_tests::csi_bin()),
+    ];
+    let version = containix_core::VERSION;
+    for (name, bin) in &binaries {
+        for flag in ["--help", "-h"] {
+            let out = Command::new(bin).arg(flag).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{name} {flag}: {out:?}");
+            assert!(text.contains("Usage: "), "{name} {flag}: {text}");
+        }
+        let out = Command::new(bin).arg("--version").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name} --version: {out:?}");
+        assert_eq!(text.trim(), format!("{name} {version}"), "{name} --version");
+    }
+}
+
+/// The README's and docs/policy.md's lists of the default allowed prefixes are the code's.
+#[test]
+fn documented_default_prefixes_are_the_codes() {
+    use containix_core::request::policy::node_policy::DEFAULT_ALLOWED_PREFIXES;
+    let spans = |list: &[&str]| {
+        list.iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let expected = format!(
+        "By default only remote flake refs are allowed ({}, each at",
+        spans(DEFAULT_ALLOWED_PREFIXES)
+    );
+    assert!(
+        squeeze(&readme).contains(&squeeze(&expected)),
+        "README.md's default prefixes differ from {DEFAULT_ALLOWED_PREFIXES:?}"
+    );
+    let quoted = DEFAULT_ALLOWED_PREFIXES
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let policy = fs::read_to_string(repo_root().join("docs/policy.md")).unwrap();
+    assert!(
+        policy.contains(&format!("`[{quoted}]`")),
+        "docs/policy.md's default differs from {DEFAULT_ALLOWED_PREFIXES:?}"
+    );
+}
+
+/// Runs of whitespace (line breaks included) as one space.
+fn squeeze(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -289,3 +289,107 @@ fn every_module_option_is_documented() {
         "docs/nixos.md does not document {missing:?}"
     );
 }
+
+/// The options of the `namespaces` submodule, and the `### ` option headings of docs/nixos.md:
+/// each submodule option is named in the `namespaces` section, and each heading is an option
+/// nix/module.nix declares (the docs describe no option that does not exist).
+#[test]
+fn namespace_suboptions_are_documented_and_every_documented_option_exists() {
+    let module = std::fs::read_to_string(repo_root().join("nix/module.nix")).unwrap();
+    let start = module.find("namespaces = mkOption {").unwrap();
+    let end = start + module[start..].find("extraPolicy = mkOption {").unwrap();
+    let suboptions: Vec<&str> = module[start..end]
+        .lines()
+        .filter_map(|line| line.trim().strip_suffix(" = mkOption {"))
+        .filter(|name| *name != "namespaces")
+        .collect();
+    assert_eq!(
+        suboptions,
+        [
+            "allowedFlakePrefixes",
+            "realise",
+            "defaultTimeout",
+            "maxTimeout"
+        ],
+        "the scan of the namespaces submodule"
+    );
+    let docs = std::fs::read_to_string(repo_root().join("docs/nixos.md")).unwrap();
+    let section = docs
+        .split("### `services.containix.namespaces`")
+        .nth(1)
+        .unwrap()
+        .split("\n### ")
+        .next()
+        .unwrap();
+    for option in &suboptions {
+        assert!(
+            section.contains(&format!("`{option}`")),
+            "docs/nixos.md's namespaces section does not name `{option}`"
+        );
+    }
+    let options = module_options();
+    for heading in docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("### `services.containix."))
+    {
+        let name = heading.trim_end_matches('`');
+        assert!(
+            options.iter().any(|o| o == name),
+            "docs/nixos.md documents `services.containix.{name}`, which nix/module.nix does not declare"
+        );
+    }
+}
+
+/// flake.lock pins every input flake.nix declares: each with a full commit and the NAR hash of
+/// its source, and the `original` flake.nix names, so `nix build` of this flake is reproducible.
+#[test]
+fn the_lock_pins_every_input_of_the_flake() {
+    let flake = std::fs::read_to_string(repo_root().join("flake.nix")).unwrap();
+    let lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("flake.lock")).unwrap())
+            .unwrap();
+    assert_eq!(lock["version"], 7);
+    let root = lock["root"].as_str().unwrap();
+    let inputs = lock["nodes"][root]["inputs"].as_object().unwrap();
+    // `inputs.<name>.url = "<url>";` lines of flake.nix.
+    let declared: Vec<(&str, &str)> = flake
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("inputs.")?;
+            let (name, url) = rest.split_once(".url = \"")?;
+            Some((name, url.strip_suffix("\";")?))
+        })
+        .collect();
+    assert!(!declared.is_empty(), "no inputs found in flake.nix");
+    assert_eq!(
+        inputs.keys().map(String::as_str).collect::<Vec<_>>(),
+        declared.iter().map(|(name, _)| *name).collect::<Vec<_>>()
+    );
+    for (name, url) in declared {
+        let node = &lock["nodes"][inputs[name].as_str().unwrap()];
+        let locked = &node["locked"];
+        let rev = locked["rev"].as_str().unwrap();
+        assert!(
+            rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}: rev {rev}"
+        );
+        let nar_hash = locked["narHash"].as_str().unwrap();
+        assert!(
+            nar_hash.starts_with("sha256-") && nar_hash.len() == 51 && nar_hash.ends_with('='),
+            "{name}: narHash {nar_hash}"
+        );
+        let original = &node["original"];
+        let (kind, rest) = url.split_once(':').unwrap();
+        assert_eq!(original["type"], kind, "{name}");
+        assert_eq!(
+            format!(
+                "{}/{}/{}",
+                original["owner"].as_str().unwrap(),
+                original["repo"].as_str().unwrap(),
+                original["ref"].as_str().unwrap()
+            ),
+            rest,
+            "{name}: original differs from flake.nix's url"
+        );
+    }
+}

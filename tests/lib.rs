@@ -34,6 +34,32 @@ fn workspace_bin(name: &str, env_var: &str) -> PathBuf {
     })
 }
 
+/// Words a message must not say twice in a row of this many: a longer repeat is a clause said
+/// twice (`connecting to the Nix daemon at X: cannot connect to the Nix daemon at X`).
+pub const REPEAT_WORDS: usize = 4;
+
+/// The first run of [`REPEAT_WORDS`] words that `message` says twice (not overlapping), ignoring
+/// case and the punctuation around words; `None` when every clause is said once.
+pub fn repeated_phrase(message: &str) -> Option<String> {
+    let words: Vec<String> = message
+        .split_whitespace()
+        .map(|word| {
+            word.trim_matches(|c: char| "`'\"()[]{},;:.".contains(c))
+                .to_lowercase()
+        })
+        .filter(|word| !word.is_empty())
+        .collect();
+    let n = REPEAT_WORDS;
+    for first in 0..words.len().saturating_sub(n) {
+        for second in first + n..=words.len() - n {
+            if words[first..first + n] == words[second..second + n] {
+                return Some(words[first..first + n].join(" "));
+            }
+        }
+    }
+    None
+}
+
 /// Hang guard for things that should happen promptly; not a performance assertion.
 pub const LIMIT: Duration = Duration::from_secs(60);
 
@@ -140,4 +166,35 @@ fn base64_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Checks `output`, what `containix <command> --json` printed, against the schema docs/json.md
+/// gives in its section `` ## `containix <command> --json` `` (the first `json` block there).
+/// tests/doc_commands.rs validates the documented runs; this lets other tests validate outputs
+/// the docs cannot produce, such as a node's status while a build runs.
+pub fn assert_matches_documented_json(command: &str, output: &serde_json::Value) {
+    let text =
+        std::fs::read_to_string(containix_testkit::fixtures::repo_root().join("docs/json.md"))
+            .unwrap();
+    let heading = format!("## `containix {command} --json`");
+    let section = text
+        .split(&heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("docs/json.md has no section {heading}"));
+    let section = section.split("\n## ").next().unwrap();
+    let schema = section
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .unwrap_or_else(|| panic!("{heading}: no json block"));
+    let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(output)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "containix {command} --json does not match docs/json.md: {errors:#?}\n{output:#}"
+    );
 }

@@ -90,7 +90,7 @@ async fn install_on_a_stock_containerd_config_runs_a_containix_pod_and_uninstall
     let first = install(&[]);
     assert_eq!(actions(&first), ["install-shim", "write-containerd-config"]);
     assert_eq!(first["containerd"], "needed");
-    assert_eq!(first["empty_image"], "skipped");
+    assert_eq!(first["emptyImage"], "skipped");
     assert_eq!(std::fs::read_to_string(&policy).unwrap(), policy_text);
     let installed = std::fs::read_to_string(&config).unwrap();
     let handler = containerd_config::check(&installed).unwrap();
@@ -137,8 +137,8 @@ async fn install_on_a_stock_containerd_config_runs_a_containix_pod_and_uninstall
     assert!(removed.status.success(), "{removed:?}");
     let third = install(&[]);
     assert_eq!(third["changed"], false);
-    assert_eq!(third["empty_image"], "imported");
-    assert_eq!(install(&[])["empty_image"], "present");
+    assert_eq!(third["emptyImage"], "imported");
+    assert_eq!(install(&[])["emptyImage"], "present");
 
     let log_dir = node_instance.create_pod_log_dir("hello").unwrap();
     let pod_config = PodSandboxSpec::new("hello")
@@ -313,7 +313,7 @@ fn on_k3s_the_handler_goes_into_a_new_v3_template_and_uninstall_removes_it() {
     assert_eq!(report["flavor"], "k3s");
     assert_eq!(report["containerd"], "needed");
     assert_eq!(
-        report["empty_image"], "skipped",
+        report["emptyImage"], "skipped",
         "no k3s containerd runs here"
     );
     assert_eq!(

@@ -12,7 +12,9 @@ use containix_testkit::containerd::{CONTAINIX_RUNTIME_HANDLER, Containerd, Conta
 use containix_testkit::cri::{ContainerSpec, PodSandboxSpec};
 use containix_testkit::fixtures::{Fixture, Unbuilt};
 use containix_testkit::pod::CriPod;
-use containix_tests::{LIMIT, containix_bin, eventually, stop_cleanly};
+use containix_tests::{
+    LIMIT, assert_matches_documented_json, containix_bin, eventually, stop_cleanly,
+};
 use serde_json::Value;
 
 async fn start_node() -> Containerd {
@@ -43,7 +45,9 @@ fn containix(node: &Containerd, args: &[&str]) -> (bool, String, String) {
 fn status(node: &Containerd) -> Value {
     let (ok, stdout, stderr) = containix(node, &["status", "--json"]);
     assert!(ok, "{stderr}");
-    serde_json::from_str(&stdout).unwrap()
+    let value = serde_json::from_str(&stdout).unwrap();
+    assert_matches_documented_json("status", &value);
+    value
 }
 
 /// How many times the daemon started the slow build of `flake` (see the build-log fixture).
@@ -145,6 +149,7 @@ async fn a_prefetched_closure_starts_with_no_build_and_status_shows_the_node_s_w
     );
     assert!(ok, "{stderr}");
     let held: Value = serde_json::from_str(&stdout).unwrap();
+    assert_matches_documented_json("prefetch", &held);
     assert_eq!(held[0]["paths"], 2, "{held:#}");
     assert!(held[0]["keptUntilMs"].as_u64().unwrap() > 0);
     assert_eq!(builds_of(&warm), 1);

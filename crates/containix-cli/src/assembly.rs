@@ -270,7 +270,7 @@ pub enum WriteError {
     #[error(transparent)]
     Rootfs(RootfsError),
     /// Anything else.
-    #[error("{0:#}")]
+    #[error("{}", crate::error_chain::said_once(.0))]
     Other(#[from] anyhow::Error),
 }
 

@@ -5,6 +5,7 @@ mod base_spec;
 mod cli_policy;
 mod commands;
 mod doctor;
+mod error_chain;
 mod exit_status;
 mod host;
 mod line_diff;
@@ -51,6 +52,7 @@ enum Command {
     Status(commands::status::Args),
     Config(commands::config::Args),
     Completions(commands::completions::Args),
+    Man(commands::man::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::Completions(args) => commands::completions::run(args, Cli::command()),
+        Command::Man(args) => commands::man::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,
@@ -77,7 +80,7 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::MissingRequiredArgument, err)
             .exit(),
         Err(err) => {
-            eprintln!("containix: {err:#}");
+            eprintln!("containix: {}", error_chain::said_once(&err));
             ExitCode::FAILURE
         }
     }
@@ -115,9 +118,9 @@ mod tests {
         leaves(&Cli::command(), Vec::new(), &mut all);
         assert_eq!(
             all.len(),
-            15,
+            16,
             "resolve, sbom, assemble, run, spec, image empty|build, doctor, node install|uninstall, \
-             policy check, prefetch, status, config show, completions"
+             policy check, prefetch, status, config show, completions, man"
         );
         for (words, command) in &all {
             let help = command
@@ -136,7 +139,7 @@ mod tests {
     fn every_command_that_prints_data_can_print_json() {
         // These print JSON always (an SBOM, an OCI spec) or print no data of their own (the
         // program's output, a shell script).
-        let json_always_or_no_data = [["sbom"], ["spec"], ["run"], ["completions"]];
+        let json_always_or_no_data = [["sbom"], ["spec"], ["run"], ["completions"], ["man"]];
         let mut all = Vec::new();
         leaves(&Cli::command(), Vec::new(), &mut all);
         for (words, command) in &all {
@@ -150,5 +153,35 @@ mod tests {
                 "containix {words:?} has no --json"
             );
         }
+    }
+
+    /// `containix man` writes a page for the program and each command (the test lives here,
+    /// where `Cli` is, so commands/man.rs need not import main.rs).
+    #[test]
+    fn every_command_gets_a_manual_page() {
+        use std::process::ExitCode;
+
+        use crate::commands::man::{Args, run};
+
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("man");
+        let args = Args {
+            out_dir: out_dir.clone(),
+        };
+        assert_eq!(run(args, Cli::command()).unwrap(), ExitCode::SUCCESS);
+        for page in [
+            "containix.1",
+            "containix-resolve.1",
+            "containix-node-install.1",
+            "containix-completions.1",
+            "containix-man.1",
+        ] {
+            let text = std::fs::read_to_string(out_dir.join(page)).unwrap();
+            assert!(
+                text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH"),
+                "{page}"
+            );
+        }
+        assert!(!out_dir.join("containix-help.1").exists());
     }
 }

@@ -20,12 +20,17 @@ mod stats;
 mod task;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 /// The runtime name containerd knows this shim by.
 const RUNTIME_ID: &str = containix_core::node::containerd_config::RUNTIME_TYPE;
 
 #[tokio::main]
 async fn main() {
+    if usage::asks_for_help(std::env::args().skip(1)) {
+        print!("{}", usage::USAGE);
+        return;
+    }
     if std::env::args()
         .skip(1)
         .any(|a| matches!(a.as_str(), "-v" | "-version" | "--version"))

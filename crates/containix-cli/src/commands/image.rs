@@ -146,7 +146,7 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
 fn describe(image: &OciImage, file: &Path) -> serde_json::Value {
     serde_json::json!({
         "name": image.reference().to_string(),
-        "manifest_digest": image.manifest_digest(),
+        "manifestDigest": image.manifest_digest(),
         "file": file,
     })
 }

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod config;
 pub mod doctor;
 pub mod image;
+pub mod man;
 pub mod node;
 pub mod policy;
 pub mod prefetch;

@@ -335,11 +335,11 @@ fn finish(
         let value = json!({
             "action": action,
             "flavor": node.flavor.id(),
-            "dry_run": common.dry_run,
+            "dryRun": common.dry_run,
             "changed": !plan.is_empty(),
             "steps": steps,
             "containerd": restart.label(),
-            "empty_image": image.label(),
+            "emptyImage": image.label(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());

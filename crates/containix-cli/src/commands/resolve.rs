@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 json!({
                     "path": info.path,
                     "narSize": info.nar_size,
-                    "narHash": info.nar_hash,
+                    "narHash": info.nar_hash_sri(),
                     "references": info.references,
                 })
             })

@@ -1,4 +1,4 @@
-//! `containix sbom`: the closure as a CycloneDX 1.5 SBOM.
+//! `containix sbom`: the closure as a CycloneDX 1.6 SBOM.
 
 use std::process::ExitCode;
 
@@ -7,10 +7,11 @@ use containix_core::image::sbom::cyclonedx;
 
 use crate::source::SourceArgs;
 
-/// Print the CycloneDX 1.5 SBOM (JSON) of the closure a ref resolves to.
+/// Print the CycloneDX 1.6 SBOM (JSON) of the closure a ref resolves to.
 ///
-/// Every store path of the closure is a component (name, version, NAR hash); references are
-/// its dependencies. The same closure always gives the same bytes.
+/// The root store path is the document's subject and every other store path a component (name,
+/// version, purl, NAR hash); references are the dependencies. The same closure always gives the
+/// same bytes.
 #[derive(clap::Args)]
 #[command(after_help = format!(
     "Examples:\n  containix sbom path:./examples/hello > hello.cdx.json\n  containix sbom --store-paths /nix/store/<hash>-hello-1.0\n\n{}",

@@ -27,6 +27,7 @@ use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
 use crate::request::container_request::Request;
 use crate::request::policy::node_policy::NodePolicy;
 use crate::resolve::inflight::board::{InflightBoard, WaitOutcome};
+use crate::resolve::inflight::status::InflightState;
 use crate::resolve::inflight::work_request::WorkRequest;
 use crate::resolve::known_roots::KnownRoots;
 use crate::resolve::resolved::Resolved;
@@ -296,6 +297,10 @@ const PROGRESS_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// How much of its caller's deadline a prepare leaves for the answer to travel back.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
+/// How many times a container resolves again when the view its resolution made went before
+/// the container took it (the worker let go of it in that moment).
+const VIEW_TAKE_ATTEMPTS: usize = 3;
+
 impl ContainerStep {
     /// A step using `policy` (state dir, daemon socket, allowed refs, deadlines).
     pub fn new(policy: NodePolicy) -> Self {
@@ -402,15 +407,39 @@ impl ContainerStep {
                 reused
             }
             None => {
-                let known = self.resolve_detached(&request, pod, answer_by).await?;
-                stages.push(("resolve", started.elapsed()));
-                let started = Instant::now();
-                let reused = self.view_of(&request, known, container_id).await?;
-                self.board
-                    .forget_pod(pod)
-                    .map_err(|source| self.inflight_error(source))?;
-                stages.push(("view", started.elapsed()));
-                reused
+                let mut attempts = 0;
+                loop {
+                    let known = self.resolve_detached(&request, pod, answer_by).await?;
+                    stages.push(("resolve", started.elapsed()));
+                    let started = Instant::now();
+                    let taken = self.view_of(known, container_id).await?;
+                    self.board
+                        .forget_pod(pod)
+                        .map_err(|source| self.inflight_error(source))?;
+                    stages.push(("view", started.elapsed()));
+                    attempts += 1;
+                    match taken {
+                        Some(reused) => break reused,
+                        // The worker let go of the view it made, and no one else held it, just
+                        // before this container took it (it read the result as the worker was
+                        // finishing): resolve again, which makes the view again.
+                        None if attempts < VIEW_TAKE_ATTEMPTS => {
+                            tracing::info!(
+                                container = container_id,
+                                "the resolved closure's view went before this container took it; \
+                                 resolving again"
+                            );
+                            self.until_finished_worker_leaves(&request).await;
+                        }
+                        None => {
+                            return Err(StepError::Detached(format!(
+                                "container {}: the node resolved the request, but its store view \
+                                 was removed before this container took it; kubelet will retry",
+                                request.container
+                            )));
+                        }
+                    }
+                }
             }
         };
 
@@ -470,23 +499,35 @@ impl ContainerStep {
         Ok(Some((view, resolved)))
     }
 
-    /// The view a finished detached resolution made, taken for `consumer`.
+    /// The view a finished detached resolution made, taken for `consumer`; `None` when it is
+    /// gone already.
     async fn view_of(
         &self,
-        request: &Request,
         known: KnownRoots,
         consumer: &str,
-    ) -> Result<(View, Resolved), StepError> {
+    ) -> Result<Option<(View, Resolved)>, StepError> {
         match self.views.acquire_existing(&known.roots, consumer).await? {
             Some(view) => {
                 let resolved = resolved_from(&view, known)?;
-                Ok((view, resolved))
+                Ok(Some((view, resolved)))
             }
-            None => Err(StepError::Detached(format!(
-                "container {}: the node resolved the request, but its store view was removed \
-                 before this container took it; kubelet will retry",
-                request.container
-            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits (for at most [`WORKER_START_LIMIT`]) until the finished resolution of `request`
+    /// is off the board, as its worker takes it off before letting go of the view it held: a
+    /// new post then starts a new resolution rather than reading the old result again.
+    async fn until_finished_worker_leaves(&self, request: &Request) {
+        let key = WorkRequest::of(request, &self.resolver.policy().system).key();
+        let limit = Instant::now() + WORKER_START_LIMIT;
+        while self
+            .board
+            .status(&key)
+            .is_some_and(|status| status.state == InflightState::Done)
+            && Instant::now() < limit
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -1,35 +1,68 @@
-//! CycloneDX 1.5 SBOM of a closure: the closure is the bill of materials.
+//! CycloneDX 1.6 SBOM of a closure: the closure is the bill of materials.
 //!
-//! Each store path becomes a component (name and version split from the store path name the way
-//! `builtins.parseDrvName` does, the NAR hash as its SHA-256), and each path's references become
-//! its dependencies. The output is deterministic: the same closure gives the same bytes.
+//! Each store path is a component: its name and version split from the store path name the way
+//! `builtins.parseDrvName` does, a purl `pkg:nix/<name>@<version>?store_path=<path>`, the NAR
+//! hash as its SHA-256 and the store path as its `bom-ref`. The root is the document's subject
+//! (`metadata.component`, type `application`) and the other paths are `components` (type
+//! `library`); a closure with several roots gets a subject of its own that depends on each. Each
+//! path's references are its dependencies. The output is deterministic: the same closure gives
+//! the same bytes (so no timestamp and no random serial number).
 
 use serde::Serialize;
 
 use crate::store::closure::Closure;
 use crate::store::drv_name::parse_drv_name;
 use crate::store::path_info::PathInfo;
+use crate::store::store_path::StorePath;
 
 /// The CycloneDX specification version written.
-pub const SPEC_VERSION: &str = "1.5";
+pub const SPEC_VERSION: &str = "1.6";
+
+/// The JSON schema the document names in `$schema`.
+pub const SCHEMA_URL: &str = "http://cyclonedx.org/schema/bom-1.6.schema.json";
+
+/// The purl qualifier that carries a component's store path.
+pub const STORE_PATH_QUALIFIER: &str = "store_path";
+
+/// The `bom-ref` of the subject of a closure with several roots.
+pub const CLOSURE_REF: &str = "containix:closure";
 
 /// Builds the SBOM of a closure as a JSON value. `tool_version` is containix's version.
 pub fn cyclonedx(closure: &Closure, tool_version: &str) -> serde_json::Value {
-    let components: Vec<Component<'_>> = closure.infos().map(component).collect();
-    let dependencies: Vec<Dependency<'_>> = closure
+    let roots: Vec<&PathInfo> = closure
+        .roots()
+        .iter()
+        .filter_map(|root| closure.get(root))
+        .collect();
+    let (subject, subject_path) = match roots.as_slice() {
+        [root] => (component(root, "application"), Some(&root.path)),
+        _ => (closure_subject(&roots), None),
+    };
+    let components: Vec<Component<'_>> = closure
         .infos()
-        .map(|info| Dependency {
+        .filter(|info| Some(&info.path) != subject_path)
+        .map(|info| component(info, "library"))
+        .collect();
+    let mut dependencies: Vec<Dependency<'_>> = Vec::new();
+    if subject_path.is_none() {
+        dependencies.push(Dependency {
+            reference: CLOSURE_REF,
+            depends_on: roots.iter().map(|root| root.path.as_str()).collect(),
+        });
+    }
+    dependencies.extend(closure.infos().map(|info| {
+        Dependency {
             reference: info.path.as_str(),
             depends_on: info
                 .references
                 .iter()
                 .filter(|r| **r != info.path)
-                .map(|r| r.as_str())
+                .map(StorePath::as_str)
                 .collect(),
-        })
-        .collect();
-    let root = closure.roots().first().and_then(|r| closure.get(r));
+        }
+    }));
     let document = Document {
+        schema: SCHEMA_URL,
         bom_format: "CycloneDX",
         spec_version: SPEC_VERSION,
         version: 1,
@@ -41,7 +74,7 @@ pub fn cyclonedx(closure: &Closure, tool_version: &str) -> serde_json::Value {
                     version: tool_version,
                 }],
             },
-            component: root.map(component),
+            component: subject,
         },
         components,
         dependencies,
@@ -49,13 +82,35 @@ pub fn cyclonedx(closure: &Closure, tool_version: &str) -> serde_json::Value {
     serde_json::to_value(document).expect("an SBOM always serialises")
 }
 
-fn component(info: &PathInfo) -> Component<'_> {
+/// The subject of a closure with several roots (or none): an application made of them.
+fn closure_subject<'a>(roots: &[&'a PathInfo]) -> Component<'a> {
+    let names: Vec<&str> = roots
+        .iter()
+        .map(|root| parse_drv_name(root.path.name()).0)
+        .collect();
+    Component {
+        kind: "application",
+        bom_ref: CLOSURE_REF,
+        name: if names.is_empty() {
+            "closure".to_owned()
+        } else {
+            names.join("+")
+        },
+        version: None,
+        purl: None,
+        hashes: Vec::new(),
+        properties: Vec::new(),
+    }
+}
+
+fn component<'a>(info: &'a PathInfo, kind: &'static str) -> Component<'a> {
     let (name, version) = parse_drv_name(info.path.name());
     Component {
-        kind: "library",
+        kind,
         bom_ref: info.path.as_str(),
-        name,
+        name: name.to_owned(),
         version,
+        purl: Some(purl(name, version, &info.path)),
         hashes: vec![Hash {
             alg: "SHA-256",
             content: &info.nar_hash,
@@ -73,9 +128,40 @@ fn component(info: &PathInfo) -> Component<'_> {
     }
 }
 
+/// `pkg:nix/<name>[@<version>]?store_path=<path>`, each part percent-encoded as the purl
+/// specification asks (a qualifier value keeps its `/` and `:`).
+pub fn purl(name: &str, version: Option<&str>, path: &StorePath) -> String {
+    let mut text = format!("pkg:nix/{}", percent_encode(name, ""));
+    if let Some(version) = version {
+        text.push('@');
+        text.push_str(&percent_encode(version, ""));
+    }
+    text.push('?');
+    text.push_str(STORE_PATH_QUALIFIER);
+    text.push('=');
+    text.push_str(&percent_encode(path.as_str(), "/:"));
+    text
+}
+
+/// `text` with every byte outside `A-Z a-z 0-9 . - _ ~` and `keep` written as `%XX`.
+fn percent_encode(text: &str, keep: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        let c = char::from(byte);
+        if c.is_ascii_alphanumeric() || ".-_~".contains(c) || keep.contains(c) {
+            out.push(c);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Document<'a> {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
     bom_format: &'static str,
     spec_version: &'static str,
     version: u32,
@@ -87,8 +173,7 @@ struct Document<'a> {
 #[derive(Serialize)]
 struct Metadata<'a> {
     tools: Tools<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    component: Option<Component<'a>>,
+    component: Component<'a>,
 }
 
 #[derive(Serialize)]
@@ -110,10 +195,14 @@ struct Component<'a> {
     kind: &'static str,
     #[serde(rename = "bom-ref")]
     bom_ref: &'a str,
-    name: &'a str,
+    name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purl: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     hashes: Vec<Hash<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     properties: Vec<Property>,
 }
 
@@ -139,8 +228,9 @@ struct Dependency<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
-    use crate::store::store_path::StorePath;
 
     fn info(hash_char: char, name: &str, refs: &[&StorePath]) -> PathInfo {
         PathInfo::new(
@@ -159,8 +249,16 @@ mod tests {
         .unwrap()
     }
 
+    /// Every `bom-ref` in the document: the subject's and the components'.
+    fn bom_refs(sbom: &serde_json::Value) -> Vec<String> {
+        std::iter::once(&sbom["metadata"]["component"])
+            .chain(sbom["components"].as_array().unwrap())
+            .map(|c| c["bom-ref"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     #[test]
-    fn describes_the_closure() {
+    fn the_root_is_the_subject_and_every_other_path_a_component() {
         let libc = store_path('a', "glibc-2.39-52");
         let app = store_path('b', "app-1.0");
         let closure = Closure::new(
@@ -173,14 +271,23 @@ mod tests {
         .unwrap();
         let sbom = cyclonedx(&closure, "0.1.0");
         assert_eq!(sbom["bomFormat"], "CycloneDX");
-        assert_eq!(sbom["specVersion"], "1.5");
-        assert_eq!(sbom["metadata"]["component"]["name"], "app");
+        assert_eq!(sbom["specVersion"], "1.6");
+        assert_eq!(sbom["$schema"], SCHEMA_URL);
+        let subject = &sbom["metadata"]["component"];
+        assert_eq!(subject["type"], "application");
+        assert_eq!(subject["name"], "app");
+        assert_eq!(subject["bom-ref"], app.as_str());
+        assert_eq!(
+            subject["purl"],
+            format!("pkg:nix/app@1.0?store_path={app}").as_str()
+        );
         assert_eq!(
             sbom["metadata"]["tools"]["components"][0]["version"],
             "0.1.0"
         );
         let components = sbom["components"].as_array().unwrap();
-        assert_eq!(components.len(), 2);
+        assert_eq!(components.len(), 1, "the subject is not repeated");
+        assert_eq!(components[0]["type"], "library");
         assert_eq!(components[0]["name"], "glibc");
         assert_eq!(components[0]["version"], "2.39-52");
         assert_eq!(components[0]["hashes"][0]["alg"], "SHA-256");
@@ -191,9 +298,51 @@ mod tests {
                 .len(),
             64
         );
+        let refs = bom_refs(&sbom);
+        assert_eq!(refs.len(), refs.iter().collect::<BTreeSet<_>>().len());
         let deps = sbom["dependencies"].as_array().unwrap();
+        assert_eq!(deps.len(), 2);
         let app_deps = deps.iter().find(|d| d["ref"] == app.as_str()).unwrap();
         assert_eq!(app_deps["dependsOn"], serde_json::json!([libc.as_str()]));
         assert_eq!(cyclonedx(&closure, "0.1.0"), sbom, "deterministic");
+    }
+
+    #[test]
+    fn several_roots_get_a_subject_that_depends_on_each() {
+        let a = store_path('a', "curl-8.0");
+        let b = store_path('b', "jq-1.7");
+        let closure = Closure::new(
+            vec![a.clone(), b.clone()],
+            [info('a', "curl-8.0", &[]), info('b', "jq-1.7", &[])],
+        )
+        .unwrap();
+        let sbom = cyclonedx(&closure, "0.1.0");
+        let subject = &sbom["metadata"]["component"];
+        assert_eq!(subject["bom-ref"], CLOSURE_REF);
+        assert_eq!(subject["name"], "curl+jq");
+        assert_eq!(sbom["components"].as_array().unwrap().len(), 2);
+        let refs = bom_refs(&sbom);
+        assert_eq!(refs.len(), refs.iter().collect::<BTreeSet<_>>().len());
+        assert_eq!(
+            sbom["dependencies"][0],
+            serde_json::json!({ "ref": CLOSURE_REF, "dependsOn": [a.as_str(), b.as_str()] })
+        );
+    }
+
+    #[test]
+    fn purls_encode_what_the_purl_spec_reserves() {
+        let path = store_path('a', "python3.12-a+b-1.0");
+        assert_eq!(
+            purl("python3.12-a+b", Some("1.0"), &path),
+            format!(
+                "pkg:nix/python3.12-a%2Bb@1.0?store_path={}",
+                path.as_str().replace('+', "%2B")
+            )
+        );
+        let bare = store_path('c', "source");
+        assert_eq!(
+            purl("source", None, &bare),
+            format!("pkg:nix/source?store_path={bare}")
+        );
     }
 }

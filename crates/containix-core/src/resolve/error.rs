@@ -10,7 +10,8 @@ use crate::request::flake_ref::FlakeRefError;
 use crate::request::policy::policy_scope::RefNotAllowed;
 use crate::resolve::flake_eval::EvalError;
 use crate::store::closure_query::ClosureQueryError;
-use crate::store::daemon::{build_result::BuildStatus, error::DaemonError};
+use crate::store::daemon::build_result::BuildStatus;
+use crate::store::daemon::error::{DaemonError, connect_cause};
 use crate::store::store_path::StorePath;
 
 use super::step::Step;
@@ -114,7 +115,7 @@ pub enum ResolveError {
         source: Box<ClosureQueryError>,
     },
     /// Another daemon operation failed.
-    #[error("container {container}: {step}: {source}")]
+    #[error("container {container}: {}", daemon_failure(step, source))]
     Daemon {
         /// The container.
         container: String,
@@ -135,6 +136,16 @@ pub enum ResolveError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// `<step>: <error>`, saying the daemon's socket once when the step was connecting to it.
+fn daemon_failure(step: &Step, source: &DaemonError) -> String {
+    match (step, source) {
+        (Step::Connecting(_), DaemonError::Connect { path, source }) => {
+            format!("{step}: {}", connect_cause(path, source))
+        }
+        _ => format!("{step}: {source}"),
+    }
 }
 
 /// The rest of a [`ResolveError::Substitute`] message after "could not be substituted".

@@ -50,4 +50,46 @@ impl PathInfo {
             content_address: None,
         }
     }
+
+    /// The NAR hash in SRI form, `sha256-<base64>`, as `nix path-info --json` prints it.
+    pub fn nar_hash_sri(&self) -> String {
+        use base64::Engine;
+        let bytes: Option<Vec<u8>> = (0..self.nar_hash.len())
+            .step_by(2)
+            .map(|at| {
+                let pair = self.nar_hash.get(at..at + 2)?;
+                u8::from_str_radix(pair, 16).ok()
+            })
+            .collect();
+        match bytes {
+            Some(bytes) if bytes.len() == 32 => format!(
+                "sha256-{}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            ),
+            // Not the 64 hex digits the daemon sends: shown as it is, typed.
+            _ => format!("sha256:{}", self.nar_hash),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nar_hashes_read_as_nix_path_info_prints_them() {
+        let path =
+            StorePath::parse("/nix/store/0c1h5b3ldrb1d8jq6ln5ai3k06h3ipm8-hello-1.0").unwrap();
+        // SHA-256 of the empty string, which `nix hash to-sri` gives as below.
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let info = PathInfo::new(path.clone(), empty, 0, []);
+        assert_eq!(
+            info.nar_hash_sri(),
+            "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        assert_eq!(
+            PathInfo::new(path, "xyz", 0, []).nar_hash_sri(),
+            "sha256:xyz"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use crate::request::flake_ref::error::Shown;
 use super::flake_rule::FlakeRule;
 use super::host_paths::{HostFilesystem, HostPaths};
 use super::node_policy::{NamespacePolicy, NodePolicy, Realise};
+use super::policy_location::DEFAULT_POLICY_PATH;
 use super::rule_match::{RuleMatch, Verdict, match_rules};
 
 /// The settings that apply to one namespace's pods.
@@ -36,15 +37,18 @@ pub struct AllowedRef {
 }
 
 /// Why a flake ref is refused by the policy. Its message names the rules that refused it and
-/// why, the allowed prefixes and the policy file.
+/// why, the allowed prefixes, and ends with where to allow it: the policy file's
+/// `allowed-flake-prefixes` (the namespace's table, when it has one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "flake ref `{}` is not allowed on this node{}: {}; allowed prefixes: {} ({})",
+    "flake ref `{}` is not allowed on this node{}: {}; allowed prefixes: {}{}; to allow it, add a rule to `allowed-flake-prefixes`{} in {}",
     Shown(.flake_ref),
     .namespace.as_ref().map(|n| format!(" for namespace `{n}`")).unwrap_or_default(),
     .reasons.join("; "),
     if .allowed.is_empty() { "none".to_owned() } else { .allowed.join(", ") },
-    .policy.as_ref().map_or_else(|| "built-in default policy".to_owned(), |p| format!("node policy {}", p.display())),
+    if .policy.is_none() { " (built-in defaults)" } else { "" },
+    .namespace.as_ref().map(|n| format!(" of [namespaces.{n}]")).unwrap_or_default(),
+    .policy.as_ref().map_or_else(|| DEFAULT_POLICY_PATH.to_owned(), |p| p.display().to_string()),
 )]
 pub struct RefNotAllowed {
     /// The ref as given, in canonical form.

@@ -222,7 +222,7 @@ fn resolve_local(
                 folder.is_none_or(|folder| lexical.starts_with(canonical_folder(folder, host)))
             });
             return Err(if inside_some {
-                Unresolved::Problem(format!("`{path}` cannot be resolved on this node: {err}"))
+                Unresolved::Problem(format!("`{path}` cannot be resolved: {err}"))
             } else {
                 Unresolved::Outside(scheme)
             });

@@ -143,10 +143,14 @@ pub async fn run_worker(
                     board.write_status(key, &status)?;
                     tracing::info!(key, "detached resolution done; handing over");
                     hand_over(board, key, times).await;
+                    // Off the board first: a pod that posts from now on starts a new
+                    // resolution instead of reading a result whose view may be going.
+                    board.remove(key)?;
                     if let Err(message) = holder.release(&consumer).await {
                         tracing::warn!(key, %message, "releasing the held result");
                     }
-                    WorkerEnd::Done
+                    drop(lock);
+                    return Ok(WorkerEnd::Done);
                 }
             }
         }

@@ -1,10 +1,11 @@
 //! Errors of the daemon client: transport, protocol violations and errors the daemon reports.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::store::daemon::socket::SOCKET_PATH_ENV;
 use crate::store::store_path::StorePathError;
 
 use super::version::ProtocolVersion;
@@ -16,8 +17,8 @@ use super::version::ProtocolVersion;
 /// [`DaemonError::InvalidRequest`] (refused before anything was sent) leave it usable.
 #[derive(Debug, Error)]
 pub enum DaemonError {
-    /// Connecting to the daemon's socket failed.
-    #[error("cannot connect to the Nix daemon at {}: {source}", path.display())]
+    /// Connecting to the daemon's socket failed. The message ends with what to do.
+    #[error("cannot connect to the Nix daemon at {}: {}", path.display(), connect_cause(path, source))]
     Connect {
         /// The socket path tried.
         path: PathBuf,
@@ -162,6 +163,45 @@ impl DaemonError {
             Self::Daemon { log_tail, .. } => log_tail,
             _ => &[],
         }
+    }
+}
+
+/// Why connecting to the daemon at `socket` failed, and what to do about it: start the daemon
+/// (or name its socket) when nothing listens there; join the group that may open the socket's
+/// folder when access is denied. Reads the folder's owner group to name it.
+pub fn connect_cause(socket: &Path, error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => format!(
+            "{error}; start nix-daemon (`systemctl start nix-daemon`), or name its socket with \
+             {SOCKET_PATH_ENV} or the node policy's `daemon-socket`"
+        ),
+        io::ErrorKind::PermissionDenied => {
+            let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("uid {}", nix::unistd::getuid()), |u| u.name);
+            let folder = socket.parent().unwrap_or(socket);
+            let group = std::fs::metadata(folder)
+                .ok()
+                .and_then(|meta| {
+                    use std::os::unix::fs::MetadataExt;
+                    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(meta.gid())).ok()?
+                })
+                .map(|group| group.name);
+            match group {
+                Some(group) => format!(
+                    "{error}; user `{user}` may not open it: add it to group `{group}`, which \
+                     owns {} (`usermod -aG {group} {user}`, then log in again), or run as root",
+                    folder.display()
+                ),
+                None => format!(
+                    "{error}; user `{user}` may not open it: add it to the group that owns {}, \
+                     or run as root",
+                    folder.display()
+                ),
+            }
+        }
+        _ => error.to_string(),
     }
 }
 
