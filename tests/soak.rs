@@ -30,6 +30,7 @@ use containix_csi::proto::{
 use containix_testkit::containerd::{
     CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions, mounts_under,
 };
+use containix_testkit::cri::proto::ContainerState;
 use containix_testkit::cri::{ContainerSpec, PodSandboxSpec};
 use containix_testkit::fixtures::{self, Built};
 use containix_testkit::nix_daemon::{self, NixDaemon};
@@ -209,11 +210,13 @@ impl Soak<'_> {
         CriPod::run(self.node, spec, CONTAINIX_RUNTIME_HANDLER).await
     }
 
+    /// The containix container: it sleeps for longer than any run (the residents' must never
+    /// exit on their own).
     fn app(&self) -> ContainerSpec {
         ContainerSpec::new("app", EMPTY_IMAGE_NAME).command([
             self.busybox.as_str(),
             "sleep",
-            "1000",
+            "100000000",
         ])
     }
 
@@ -241,7 +244,7 @@ impl Soak<'_> {
         let started = match &pod {
             Ok(pod) => {
                 let sidecar = ContainerSpec::new("sidecar", self.node.busybox_image())
-                    .command(["sleep", "1000"])
+                    .command(["sleep", "100000000"])
                     .mount(&target, "/vol", true);
                 match pod.start(&self.app()).await {
                     Ok(_) => pod.start(&sidecar).await.map(drop),
@@ -318,6 +321,8 @@ struct Watched {
     name: String,
     pid: i32,
     samples: Vec<Usage>,
+    /// RSS (KiB) after every tenth of the cycles: a leak grows steadily, a warming cache levels.
+    trend: Vec<u64>,
 }
 
 impl Watched {
@@ -449,18 +454,20 @@ async fn soak() {
     };
 
     let mut residents = Vec::new();
+    let mut resident_containers = Vec::new();
     for (k, closure) in closures.iter().enumerate() {
         let pod = soak
             .run_pod(&format!("resident-{k}"), closure)
             .await
             .unwrap();
-        pod.start(&soak.app()).await.unwrap();
+        resident_containers.push(pod.start(&soak.app()).await.unwrap());
         residents.push(pod);
     }
     let mut watched = vec![Watched {
         name: "containerd".into(),
         pid: node.pid().unwrap() as i32,
         samples: Vec::new(),
+        trend: Vec::new(),
     }];
     for (k, pod) in residents.iter().enumerate() {
         let shim = node
@@ -474,18 +481,21 @@ async fn soak() {
             name: format!("shim of resident-{k}"),
             pid: shim.pid,
             samples: Vec::new(),
+            trend: Vec::new(),
         });
     }
     watched.push(Watched {
         name: "containix-csi".into(),
         pid: plugin.pid(),
         samples: Vec::new(),
+        trend: Vec::new(),
     });
     if let Some(pid) = nix_daemon_pid() {
         watched.push(Watched {
             name: "nix-daemon".into(),
             pid,
             samples: Vec::new(),
+            trend: Vec::new(),
         });
     }
     watched.iter_mut().for_each(Watched::sample);
@@ -493,12 +503,29 @@ async fn soak() {
     let started = Instant::now();
     let mut failures = Vec::new();
     for i in 0..cycles {
-        if let Err(error) = soak.cycle(i).await {
+        let mut result = soak.cycle(i).await;
+        // The residents run through the whole soak: a cycle must never disturb them.
+        for container in &resident_containers {
+            let state = node
+                .cri()
+                .container_status(container)
+                .await
+                .map(|s| s.state());
+            if !matches!(state, Ok(ContainerState::ContainerRunning)) && result.is_ok() {
+                result = Err(format!("resident container {container} is {state:?}"));
+            }
+        }
+        if let Err(error) = result {
             eprintln!("soak: cycle {i} failed: {error}");
             failures.push((i, error));
         }
         if i + 1 == warm_up {
             watched.iter_mut().for_each(Watched::sample);
+        }
+        if (i + 1) % (cycles / 10).max(1) == 0 {
+            for w in &mut watched {
+                w.trend.push(usage(w.pid).rss_kib);
+            }
         }
         if (i + 1) % 100 == 0 {
             eprintln!("soak: {} cycles in {:.0?}", i + 1, started.elapsed());
@@ -545,6 +572,11 @@ async fn soak() {
             w.samples[1].fds,
             w.samples[2].fds
         );
+    }
+    println!("\nRSS (KiB) after each tenth of the cycles:");
+    for w in &watched {
+        let trend: Vec<String> = w.trend.iter().map(u64::to_string).collect();
+        println!("  {}: {}", w.name, trend.join(" "));
     }
     println!();
 
