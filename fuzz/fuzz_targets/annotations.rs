@@ -1,21 +1,14 @@
 //! Arbitrary annotation maps never panic the parser, and whatever parses round-trips through
-//! its canonical annotations.
+//! its canonical annotations. Input: `key=value` lines (see `key_value_lines`).
 #![no_main]
 
-use std::collections::BTreeMap;
-
 use containix_core::request::annotations::PodAnnotations;
+use containix_fuzz::key_value_lines;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|pairs: Vec<(String, String)>| {
-    // Steer half the keys into the containix.dev/ namespace so the parser sees them.
-    let annotations: BTreeMap<String, String> = pairs
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| {
-            if i % 2 == 0 { (format!("containix.dev/{key}"), value) } else { (key, value) }
-        })
-        .collect();
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let annotations = key_value_lines(text);
     if let Ok(parsed) = PodAnnotations::parse(&annotations) {
         let canonical = parsed.to_annotations();
         let reparsed = PodAnnotations::parse(&canonical).expect("canonical annotations parse");

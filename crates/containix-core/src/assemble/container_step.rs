@@ -724,12 +724,18 @@ pub fn read_annotations(config: &Path) -> Result<BTreeMap<String, String>, StepE
         message,
     };
     let text = fs::read(config).map_err(|err| error(err.to_string()))?;
-    let spec: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|err| error(err.to_string()))?;
+    annotations_of_spec(&text).map_err(error)
+}
+
+/// The annotations of the OCI spec `text` (a `config.json`), as a map; absent or `null`
+/// annotations are an empty map. The error says what was wrong, for a [`StepError::Spec`].
+pub fn annotations_of_spec(text: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    let spec: serde_json::Value = serde_json::from_slice(text).map_err(|err| err.to_string())?;
     match spec.get("annotations") {
         None | Some(serde_json::Value::Null) => Ok(BTreeMap::new()),
-        Some(value) => serde_json::from_value(value.clone())
-            .map_err(|err| error(format!("`annotations`: {err}"))),
+        Some(value) => {
+            serde_json::from_value(value.clone()).map_err(|err| format!("`annotations`: {err}"))
+        }
     }
 }
 
