@@ -142,16 +142,20 @@ impl ProgressTracker {
 
     fn stop(&mut self, id: u64) {
         if let Some(activity) = self.running.remove(&id) {
+            // The counts are the daemon's: saturate rather than overflow on absurd ones.
             let (paths, bytes) = Self::contribution(&activity);
-            self.finished.paths_done += paths.0;
-            self.finished.paths_expected += paths.1;
-            self.finished.bytes_done += bytes.0;
-            self.finished.bytes_expected += bytes.1;
-            self.finished_expected_copy_bytes += activity
-                .expected_by_type
-                .get(&ACTIVITY_COPY_PATH)
-                .copied()
-                .unwrap_or(0);
+            let finished = &mut self.finished;
+            finished.paths_done = finished.paths_done.saturating_add(paths.0);
+            finished.paths_expected = finished.paths_expected.saturating_add(paths.1);
+            finished.bytes_done = finished.bytes_done.saturating_add(bytes.0);
+            finished.bytes_expected = finished.bytes_expected.saturating_add(bytes.1);
+            self.finished_expected_copy_bytes = self.finished_expected_copy_bytes.saturating_add(
+                activity
+                    .expected_by_type
+                    .get(&ACTIVITY_COPY_PATH)
+                    .copied()
+                    .unwrap_or(0),
+            );
             self.publish();
         }
     }
@@ -512,6 +516,46 @@ mod tests {
                 running_activities: 3,
             }
         );
+    }
+
+    /// Found by the `daemon_stderr` fuzz target: finished activities whose progress adds up
+    /// past `u64::MAX` overflowed (a panic in debug builds) instead of saturating.
+    #[test]
+    fn progress_of_finished_activities_saturates() {
+        let mut t = transcript();
+        for id in 1..=3 {
+            t.u64(STDERR_START_ACTIVITY)
+                .u64(id)
+                .u64(3)
+                .u64(ACTIVITY_COPY_PATHS);
+            t.string("").u64(0).u64(0);
+            t.u64(STDERR_RESULT).u64(id).u64(RESULT_PROGRESS).u64(2);
+            t.u64(0).u64(u64::MAX).u64(0).u64(u64::MAX);
+            t.u64(STDERR_START_ACTIVITY)
+                .u64(id + 10)
+                .u64(3)
+                .u64(ACTIVITY_COPY_PATH);
+            t.string("").u64(0).u64(0);
+            t.u64(STDERR_RESULT)
+                .u64(id + 10)
+                .u64(RESULT_SET_EXPECTED)
+                .u64(2);
+            t.u64(0).u64(ACTIVITY_COPY_PATH).u64(0).u64(u64::MAX);
+            t.u64(STDERR_RESULT)
+                .u64(id + 10)
+                .u64(RESULT_PROGRESS)
+                .u64(2);
+            t.u64(0).u64(u64::MAX).u64(0).u64(u64::MAX);
+            t.u64(STDERR_STOP_ACTIVITY).u64(id);
+            t.u64(STDERR_STOP_ACTIVITY).u64(id + 10);
+        }
+        t.u64(STDERR_LAST);
+        let (result, progress) = run(t.as_bytes(), V34);
+        result.unwrap();
+        assert_eq!(progress.paths_done, u64::MAX);
+        assert_eq!(progress.paths_expected, u64::MAX);
+        assert_eq!(progress.bytes_done, u64::MAX);
+        assert_eq!(progress.bytes_expected, u64::MAX);
     }
 
     #[test]
