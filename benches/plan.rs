@@ -118,6 +118,7 @@ fn main() {
             image: ImageKind::Empty,
             state_dir,
             store_view: None,
+            ca_bundles: None,
         };
         let planned = plan(&input, &store).expect("a plan");
         let assembled = apply(&planned, base.clone());

@@ -223,6 +223,7 @@ fn main() {
                     image: ImageKind::Empty,
                     state_dir: &state_dir,
                     store_view: None,
+                    ca_bundles: None,
                 },
                 &HostStore,
             )

@@ -525,7 +525,13 @@ async fn a_pods_build_output_and_stage_timings_are_in_containerds_log() {
     assert!(line.contains("-build-log-1.0.drv"), "{line}");
     let timing = containerd_log_line(&node, "msg=\"container prepared\"").await;
     assert!(timing.contains("-build-log-1.0 "), "{timing}");
-    for field in [" resolve_ms=", " view_ms=", " assemble_ms=", " paths=2 "] {
+    for field in [
+        " resolve_ms=",
+        " view_ms=",
+        " assemble_ms=",
+        " plan_ms=",
+        " paths=2 ",
+    ] {
         assert!(timing.contains(field), "{field}: {timing}");
     }
     // The containerd-shim crate's own records (the `log` crate) arrive too.

@@ -341,3 +341,56 @@ async fn a_bind_tree_view_shows_the_same_closure_and_unmounts_with_its_last_pod(
     eventually("nothing to be left", async || leftovers(&node).is_empty()).await;
     stop_cleanly(node).await;
 }
+
+/// A view records its closure's CA bundle when it is made, and every container of the closure
+/// gets `SSL_CERT_FILE` from that record without searching the store again.
+#[tokio::test]
+async fn containers_of_a_view_get_the_ca_bundle_it_recorded() {
+    let hello = fixtures::example_hello().unwrap();
+    let busybox = busybox_of(&hello);
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs_source = certs_dir.path().join("certs");
+    std::fs::create_dir_all(certs_source.join("etc/ssl/certs")).unwrap();
+    std::fs::write(
+        certs_source.join("etc/ssl/certs/ca-bundle.crt"),
+        "containix test bundle\n",
+    )
+    .unwrap();
+    let certs = containix_testkit::nix_cli::NixCommand::nix_store()
+        .arg("--add")
+        .arg(&certs_source)
+        .run()
+        .unwrap();
+    let certs = certs.trim();
+    let closure = TestClosure {
+        store_paths: format!("{} {certs}", hello.out_path.display()),
+        members: Vec::new(),
+    };
+    let node = start_node("").await;
+    let pod = run_pod(&node, "certs", &closure).await;
+    pod.start(&idle(&busybox)).await.unwrap();
+    let view = views(&node);
+    assert_eq!(view.len(), 1);
+    let bundle = format!("{certs}/etc/ssl/certs/ca-bundle.crt");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(view[0].join("ready.json")).unwrap()).unwrap();
+    assert_eq!(record["caBundles"], serde_json::json!([bundle]), "{record}");
+
+    let printer = ContainerSpec::new("printer", EMPTY_IMAGE_NAME).command([
+        busybox.as_str(),
+        "sh",
+        "-c",
+        "echo \"$SSL_CERT_FILE $NIX_SSL_CERT_FILE\"; cat \"$SSL_CERT_FILE\"",
+    ]);
+    let (status, log) = pod.run_to_exit(&printer, LIMIT).await.unwrap();
+    assert_eq!(status.exit_code, 0, "{log:?}");
+    assert_eq!(
+        log.stdout(),
+        format!("{bundle} {bundle}\ncontainix test bundle"),
+        "{log:?}"
+    );
+
+    pod.remove(LIMIT).await.unwrap();
+    eventually("the view to go", async || views(&node).is_empty()).await;
+    stop_cleanly(node).await;
+}

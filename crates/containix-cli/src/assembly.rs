@@ -95,6 +95,7 @@ pub fn bundle_plan(
             image: ImageKind::Empty,
             state_dir: &state_dir,
             store_view: None,
+            ca_bundles: None,
         },
         &HostStore,
     )?;

@@ -10,6 +10,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Writes `bytes` to `path` atomically: a uniquely named temporary file in the same directory,
 /// synced, then renamed over `path`. The temporary file is removed if anything fails.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_via_temp(path, bytes, true)
+}
+
+/// [`write_atomically`] without syncing to disk, for state that only matters until the node
+/// reboots (a container's use of a view). A killed process still leaves the old file or the
+/// new one, as the page cache outlives it; a power loss is a reboot, after which such state is
+/// swept, not trusted. Saves a disk flush per container start, which on a node busy writing
+/// costs milliseconds.
+pub fn write_atomically_for_this_boot(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_via_temp(path, bytes, false)
+}
+
+fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let temp = path.with_file_name(format!(
@@ -20,7 +33,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut file = fs::File::create(&temp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         fs::rename(&temp, path)
     })();
     if result.is_err() {

@@ -22,7 +22,7 @@ use crate::assemble::detached_worker::{InProcessSpawner, WorkerSpawner};
 use crate::assemble::plan::{ImageKind, PlanInput, SpecPlan, plan};
 use crate::assemble::store_facts::HostStore;
 use crate::assemble::view::error::ViewError;
-use crate::assemble::view::record::boot_id;
+use crate::assemble::view::record::{boot_id, boot_started};
 use crate::assemble::view::registry::{StoreViews, View};
 use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
 use crate::request::container_request::Request;
@@ -194,7 +194,8 @@ pub struct Prepared {
     /// Whether the rootfs was the empty image or a normal one.
     pub image: ImageKind,
     /// How long each stage took, in order: `resolve` and `view`, or only `view` when the
-    /// node already had the closure's view (no daemon, no evaluation), then `assemble`.
+    /// node already had the closure's view (no daemon, no evaluation), then `assemble`, then
+    /// `plan`, the part of `assemble` spent planning the spec (the rest writes the bundle).
     pub stages: Vec<(&'static str, Duration)>,
 }
 
@@ -224,6 +225,7 @@ impl Prepared {
             resolve_ms = self.stage_ms("resolve"),
             view_ms = self.stage_ms("view"),
             assemble_ms = self.stage_ms("assemble"),
+            plan_ms = self.stage_ms("plan"),
             "container prepared"
         );
         for skipped in &self.plan.skipped {
@@ -464,8 +466,10 @@ impl ContainerStep {
         })?;
         let image = image_kind_of(&rootfs_of(bundle)?);
         let entrypoint = request.entrypoint.as_ref().map(|e| e.as_str().to_owned());
+        let mut planned_in = Duration::ZERO;
         let prepared = bundle::prepare_bundle(bundle, &state_dir, |base| {
-            plan(
+            let planning = Instant::now();
+            let planned = plan(
                 &PlanInput {
                     resolved: &resolved,
                     base,
@@ -473,15 +477,19 @@ impl ContainerStep {
                     image,
                     state_dir: &state_dir,
                     store_view: Some(&view.store),
+                    ca_bundles: view.ca_bundles.as_deref(),
                 },
                 &HostStore,
-            )
+            );
+            planned_in = planning.elapsed();
+            planned
         })
         .map_err(|source| StepError::Bundle {
             container: container_id.to_owned(),
             source: Box::new(source),
         })?;
         stages.push(("assemble", started.elapsed()));
+        stages.push(("plan", planned_in));
         let prepared = Prepared {
             request,
             resolved,
@@ -644,11 +652,37 @@ impl ContainerStep {
             let Ok(id) = entry.file_name().into_string() else {
                 continue;
             };
-            let prepared_in =
-                bundle::prepared_in_boot(&entry.path()).map_err(|source| StepError::Bundle {
-                    container: id.clone(),
-                    source: Box::new(source),
-                })?;
+            let prepared_in = match bundle::prepared_in_boot(&entry.path()) {
+                Ok(prepared_in) => prepared_in,
+                Err(source @ BundleError::Manifest { .. })
+                    if changed_before(&entry.path(), boot_started()) =>
+                {
+                    // Torn by a power loss (nothing is synced): the container is gone anyway.
+                    tracing::warn!(container = id, %source, "discarding state of an earlier boot");
+                    let view_result = self.views.release(&id).await.map(drop);
+                    let gc_result =
+                        self.gc_roots
+                            .release(&id)
+                            .map_err(|source| StepError::GcRoot {
+                                container: id.clone(),
+                                source: Box::new(source),
+                            });
+                    bundle::discard(&entry.path()).map_err(|source| StepError::Bundle {
+                        container: id.clone(),
+                        source: Box::new(source),
+                    })?;
+                    view_result?;
+                    gc_result?;
+                    removed.push(id);
+                    continue;
+                }
+                Err(source) => {
+                    return Err(StepError::Bundle {
+                        container: id.clone(),
+                        source: Box::new(source),
+                    });
+                }
+            };
             if prepared_in.is_some_and(|boot| boot != this_boot) {
                 self.cleanup(&id).await?;
                 removed.push(id);
@@ -709,6 +743,12 @@ fn resolved_from(view: &View, known: KnownRoots) -> Result<Resolved, StepError> 
         package_name: known.package_name,
         package_version: known.package_version,
     })
+}
+
+/// Whether `path` was last changed before `boot` began (never, when the boot time is unknown).
+fn changed_before(path: &Path, boot: Option<std::time::SystemTime>) -> bool {
+    let changed = fs::symlink_metadata(path).and_then(|meta| meta.modified());
+    matches!((changed, boot), (Ok(changed), Some(boot)) if changed < boot)
 }
 
 fn now_ms() -> u64 {
@@ -880,10 +920,31 @@ mod tests {
             )
             .unwrap();
         };
+        // A power loss can leave a manifest torn: the sweep discards such a directory when it
+        // is older than the boot, and refuses to guess about one of this boot.
+        let torn = |id: &str, age: Duration| {
+            let state = step.state_dir(id);
+            fs::create_dir_all(&state).unwrap();
+            fs::write(state.join("passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+            fs::write(state.join(bundle::MANIFEST_FILE), "{\"createdSt").unwrap();
+            let when = boot_started().unwrap() - age;
+            fs::File::open(&state).unwrap().set_modified(when).unwrap();
+        };
+        torn("torn-now", Duration::ZERO);
+        let err = step.sweep_containers().await.unwrap_err().to_string();
+        assert!(err.contains("manifest"), "{err}");
+        assert!(step.state_dir("torn-now").join("passwd").exists());
+        fs::remove_dir_all(step.state_dir("torn-now")).unwrap();
+
         prepared("before-reboot", Some("an earlier boot".into()));
         prepared("running", Some(boot_id()));
         prepared("from-0.1", None);
-        assert_eq!(step.sweep_containers().await.unwrap(), ["before-reboot"]);
+        torn("torn", Duration::from_secs(1));
+        assert_eq!(
+            step.sweep_containers().await.unwrap(),
+            ["before-reboot", "torn"]
+        );
+        assert!(!step.state_dir("torn").exists());
         assert!(!step.state_dir("before-reboot").exists());
         assert!(step.state_dir("running").join("passwd").exists());
         assert!(step.state_dir("from-0.1").join("passwd").exists());

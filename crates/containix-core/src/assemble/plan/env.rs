@@ -1,7 +1,7 @@
 //! Environment edits: the package's `bin` directories first on `PATH`, CA bundle variables when
 //! the closure ships certificates and the pod did not choose its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,14 +54,48 @@ pub fn find_ca_bundle(
     for member in roots.iter().chain(others) {
         for location in CA_BUNDLE_LOCATIONS {
             let candidate = member.as_path().join(location);
-            let outcome = resolve_within(view, &candidate, &within_closure(closure))?;
-            if matches!(outcome, Outcome::Found(found) if matches!(found.entry, Entry::File { .. }))
-            {
+            if is_bundle(view, closure, &candidate)? {
                 return Ok(Some(candidate));
             }
         }
     }
     Ok(None)
+}
+
+/// Every CA bundle in the closure, in store order (and, within a member, in the order of
+/// [`CA_BUNDLE_LOCATIONS`]): what [`find_ca_bundle`] chooses from, computed once for a closure
+/// so that choosing ([`choose_ca_bundle`]) costs nothing per container. A store view records
+/// it when it is made: store paths never change.
+pub fn ca_bundles(view: &dyn StoreFacts, closure: &Closure) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for member in closure.paths() {
+        for location in CA_BUNDLE_LOCATIONS {
+            let candidate = member.as_path().join(location);
+            if is_bundle(view, closure, &candidate)? {
+                found.push(candidate);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The bundle [`find_ca_bundle`] finds, chosen from the closure's [`ca_bundles`]: the first of
+/// a root's (roots in order), else the first.
+pub fn choose_ca_bundle(bundles: &[PathBuf], roots: &[StorePath]) -> Option<PathBuf> {
+    roots
+        .iter()
+        .find_map(|root| {
+            bundles
+                .iter()
+                .find(|bundle| bundle.starts_with(root.as_path()))
+        })
+        .or_else(|| bundles.first())
+        .cloned()
+}
+
+fn is_bundle(view: &dyn StoreFacts, closure: &Closure, candidate: &Path) -> std::io::Result<bool> {
+    let outcome = resolve_within(view, candidate, &within_closure(closure))?;
+    Ok(matches!(outcome, Outcome::Found(found) if matches!(found.entry, Entry::File { .. })))
 }
 
 /// Applies `edits` to a `NAME=value` list.

@@ -73,12 +73,15 @@ pub fn plan(input: &PlanInput<'_>, view: &dyn StoreFacts) -> Result<SpecPlan, Pl
         .filter(|name| env::lookup(base_env, name).is_none())
         .collect();
     if !unset.is_empty() {
-        let bundle = env::find_ca_bundle(view, closure, &resolved.roots).map_err(|source| {
-            PlanError::Store {
-                path: STORE_DIR.into(),
-                source,
-            }
-        })?;
+        let bundle = match input.ca_bundles {
+            Some(bundles) => env::choose_ca_bundle(bundles, &resolved.roots),
+            None => env::find_ca_bundle(view, closure, &resolved.roots).map_err(|source| {
+                PlanError::Store {
+                    path: STORE_DIR.into(),
+                    source,
+                }
+            })?,
+        };
         if let Some(bundle) = bundle {
             for name in unset {
                 env_edits.push(EnvEdit::SetDefault {

@@ -36,6 +36,10 @@ pub struct PlanInput<'a> {
     /// container's whole `/nix/store`, one mount whatever the closure's size. Without one, each
     /// member is bound at its own path (what `containix spec` prints for a bundle off the node).
     pub store_view: Option<&'a Path>,
+    /// The closure's CA bundles ([`super::env::ca_bundles`]) when they are known in advance, as
+    /// a store view records them; `None` makes the plan look for one through the store, which
+    /// costs a few lookups per closure member.
+    pub ca_bundles: Option<&'a [PathBuf]>,
 }
 
 /// A file the plan writes into the state directory and mounts read-only.

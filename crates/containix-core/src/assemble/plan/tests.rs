@@ -27,6 +27,7 @@ fn input<'a>(
         image,
         state_dir: Path::new(STATE_DIR),
         store_view: None,
+        ca_bundles: None,
     }
 }
 
@@ -870,4 +871,126 @@ fn only_the_view_may_be_bound_at_the_store() {
         validate::check_mounts(&[elsewhere], &ex.resolved.closure, state, Some(view)).is_err(),
         "the view goes at /nix/store only"
     );
+}
+
+/// Where a drawn member keeps a CA bundle, if anywhere.
+#[derive(Debug, Clone, Copy)]
+enum Bundle {
+    None,
+    /// A regular file at one of the two locations (0 or 1), or at both (2).
+    File(usize),
+    /// A directory where the bundle would be: not a bundle.
+    Directory,
+    /// A link to another member's first location (in the closure when that member is).
+    LinkTo(usize),
+    /// A link to a host file outside the closure.
+    LinkOutside,
+}
+
+fn arb_bundles() -> impl Strategy<Value = (Vec<Bundle>, Vec<usize>)> {
+    let bundle = prop_oneof![
+        3 => Just(Bundle::None),
+        2 => (0usize..3).prop_map(Bundle::File),
+        1 => Just(Bundle::Directory),
+        1 => (0usize..12).prop_map(Bundle::LinkTo),
+        1 => Just(Bundle::LinkOutside),
+    ];
+    (
+        proptest::collection::vec(bundle, 1..12),
+        proptest::collection::vec(0usize..12, 1..4),
+    )
+}
+
+proptest! {
+    /// Choosing from the bundles found once per closure (what a store view records) gives the
+    /// bundle a search through the store finds, whatever the roots and their order.
+    #[test]
+    fn a_recorded_bundle_list_chooses_what_the_search_finds((bundles, root_picks) in arb_bundles()) {
+        let paths: Vec<StorePath> =
+            (0..bundles.len()).map(|i| store_path(&format!("c{i}"))).collect();
+        let mut store = MemoryStore::new();
+        let mut infos = Vec::new();
+        for (i, bundle) in bundles.iter().enumerate() {
+            infos.push(info(&paths[i], &[]));
+            store = store.dir(paths[i].as_str());
+            let at = |location: usize| format!("{}/{}", paths[i], env::CA_BUNDLE_LOCATIONS[location]);
+            store = match *bundle {
+                Bundle::None => store,
+                Bundle::File(2) => store.file(at(0), false).file(at(1), false),
+                Bundle::File(location) => store.file(at(location), false),
+                Bundle::Directory => store.dir(at(0)),
+                Bundle::LinkTo(other) => match paths.get(other) {
+                    Some(other) => store.symlink(
+                        at(1),
+                        format!("{other}/{}", env::CA_BUNDLE_LOCATIONS[0]),
+                    ),
+                    None => store,
+                },
+                Bundle::LinkOutside => store.symlink(at(0), "/etc/ssl/certs/ca-bundle.crt"),
+            };
+        }
+        let mut roots: Vec<StorePath> =
+            root_picks.iter().filter_map(|pick| paths.get(*pick).cloned()).collect();
+        if roots.is_empty() {
+            roots.push(paths[0].clone());
+        }
+        let closure = Closure::new(roots.clone(), infos).unwrap();
+        let found = env::find_ca_bundle(&store, &closure, &roots).unwrap();
+        let recorded = env::ca_bundles(&store, &closure).unwrap();
+        prop_assert_eq!(env::choose_ca_bundle(&recorded, &roots), found);
+    }
+}
+
+#[test]
+fn a_plan_with_recorded_bundles_looks_for_none() {
+    let ex = example();
+    let base = containerd_spec(&[], &[], 0, false);
+    let searched = plan(
+        &input(&ex.resolved, &base, None, ImageKind::Empty),
+        &ex.store,
+    )
+    .unwrap();
+    let recorded = env::ca_bundles(&ex.store, &ex.resolved.closure).unwrap();
+    assert_eq!(
+        recorded,
+        [PathBuf::from(format!(
+            "{}/etc/ssl/certs/ca-bundle.crt",
+            ex.cacert
+        ))]
+    );
+    // An empty store: a plan that searched would find no bundle (nor the program), so the
+    // bundle in the plan comes from the record alone.
+    let with_record = PlanInput {
+        ca_bundles: Some(&recorded),
+        ..input(&ex.resolved, &base, None, ImageKind::Empty)
+    };
+    assert_eq!(plan(&with_record, &ex.store).unwrap(), searched);
+    let empty = MemoryStore::new();
+    let entrypoint = format!("{}/bin/app", ex.app);
+    let base = containerd_spec(&[entrypoint.as_str()], &[], 0, false);
+    let searched = plan(
+        &PlanInput {
+            store_view: Some(Path::new("/v")),
+            ..input(&ex.resolved, &base, None, ImageKind::Normal)
+        },
+        &empty,
+    )
+    .unwrap();
+    let recorded_plan = plan(
+        &PlanInput {
+            store_view: Some(Path::new("/v")),
+            ca_bundles: Some(&recorded),
+            ..input(&ex.resolved, &base, None, ImageKind::Normal)
+        },
+        &empty,
+    )
+    .unwrap();
+    let bundle_vars = |plan: &SpecPlan| {
+        plan.env
+            .iter()
+            .filter(|edit| matches!(edit, EnvEdit::SetDefault { .. }))
+            .count()
+    };
+    assert_eq!(bundle_vars(&searched), 0);
+    assert_eq!(bundle_vars(&recorded_plan), 2);
 }

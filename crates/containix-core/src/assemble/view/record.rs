@@ -45,6 +45,11 @@ pub struct ViewRecord {
     pub nar_size: u64,
     /// When it was finished, in seconds since the epoch.
     pub created: u64,
+    /// The closure's CA bundles ([`crate::assemble::plan::env::ca_bundles`]), found once when
+    /// the view was made so that a container's plan does not search every member for one.
+    /// Absent in views made by containix before it recorded them: plans then search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundles: Option<Vec<PathBuf>>,
 }
 
 impl ViewRecord {
@@ -118,6 +123,19 @@ pub fn boot_id() -> String {
     fs::read_to_string(BOOT_ID_PATH)
         .map(|text| text.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// When the current boot began, from `btime` in `/proc/stat`; `None` where the kernel does
+/// not say.
+pub fn boot_started() -> Option<std::time::SystemTime> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let seconds = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
 }
 
 /// The paths of one view's files.
@@ -244,6 +262,7 @@ mod tests {
             members: 0,
             nar_size: 0,
             created: 0,
+            ca_bundles: None,
         };
         assert!(record.is_live("one"));
         assert!(!record.is_live("two"));

@@ -19,11 +19,14 @@ use super::error::ViewError;
 use super::mechanism::{ViewMechanism, first_choice};
 use super::mount_clone::MountClone;
 use super::record::{UserLease, ViewPaths, ViewRecord, boot_id, view_id, write_atomically};
+use crate::assemble::plan::env;
 use crate::assemble::rootfs::{self, RootfsError};
+use crate::assemble::store_facts::HostStore;
 use crate::request::view_setting::ViewSetting;
 use crate::resolve::held_closure::HeldClosure;
 use crate::resolve::resolved::Resolved;
 use crate::resolve::single_flight::{KeyLock, LockDir, LockError};
+use crate::state_file;
 use crate::store::closure::{Closure, ClosureError};
 use crate::store::gc_roots::{GcRoots, validate_consumer};
 use crate::store::path_info::PathInfo;
@@ -52,6 +55,8 @@ pub struct View {
     pub mechanism: ViewMechanism,
     /// The directory to mount at `/nix/store`: it holds exactly the closure's members.
     pub store: PathBuf,
+    /// The closure's CA bundles as the view recorded them (see [`ViewRecord::ca_bundles`]).
+    pub ca_bundles: Option<Vec<PathBuf>>,
     infos: Vec<PathInfo>,
 }
 
@@ -172,6 +177,7 @@ impl StoreViews {
             id,
             mechanism: record.mechanism,
             store: paths.store(),
+            ca_bundles: record.ca_bundles,
             infos,
         }))
     }
@@ -211,6 +217,7 @@ impl StoreViews {
                 id,
                 mechanism: record.mechanism,
                 store: paths.store(),
+                ca_bundles: record.ca_bundles,
                 infos,
             };
             return Ok((view, resolution.release()));
@@ -245,14 +252,22 @@ impl StoreViews {
         let (first, may_fall_back) = first_choice(self.setting);
         let closure = resolved.closure.clone();
         let root = paths.root();
-        let mechanism =
-            tokio::task::spawn_blocking(move || fill(&root, &closure, first, may_fall_back))
-                .await
-                .expect("filling a view does not panic")
-                .map_err(|source| ViewError::Assemble {
-                    id: id.to_owned(),
-                    source: Box::new(source),
+        let (mechanism, ca_bundles) = tokio::task::spawn_blocking(move || {
+            let mechanism = fill(&root, &closure, first, may_fall_back)?;
+            let ca_bundles =
+                env::ca_bundles(&HostStore, &closure).map_err(|source| RootfsError::Io {
+                    action: "looking for CA bundles in",
+                    path: STORE_DIR.into(),
+                    source,
                 })?;
+            Ok::<_, RootfsError>((mechanism, ca_bundles))
+        })
+        .await
+        .expect("filling a view does not panic")
+        .map_err(|source| ViewError::Assemble {
+            id: id.to_owned(),
+            source: Box::new(source),
+        })?;
         let infos: Vec<PathInfo> = resolved.closure.infos().cloned().collect();
         let json = serde_json::to_vec(&infos).expect("path infos serialise");
         write_atomically(&paths.closure(), &json)?;
@@ -268,6 +283,7 @@ impl StoreViews {
             created: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            ca_bundles: Some(ca_bundles),
         };
         let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
         write_atomically(&paths.ready(), &json)?;
@@ -283,6 +299,7 @@ impl StoreViews {
                 id: id.to_owned(),
                 mechanism,
                 store: paths.store(),
+                ca_bundles: record.ca_bundles,
                 infos,
             },
             resolved,
@@ -504,7 +521,19 @@ fn add_user(paths: &ViewPaths, consumer: &str, lease: &UserLease) -> Result<(), 
         path: users.clone(),
         source,
     })?;
-    write_atomically(&users.join(consumer), lease.render().as_bytes())
+    let path = users.join(consumer);
+    let bytes = lease.render();
+    // A user for this boot needs no disk flush: a reboot ends it anyway. A lease that outlives
+    // the boot (a prefetch) must survive a power loss.
+    let written = match lease {
+        UserLease::Boot(_) => state_file::write_atomically_for_this_boot(&path, bytes.as_bytes()),
+        UserLease::Until(_) => state_file::write_atomically(&path, bytes.as_bytes()),
+    };
+    written.map_err(|source| ViewError::Io {
+        action: "writing",
+        path,
+        source,
+    })
 }
 
 /// The users whose lease holds; the others (from an earlier boot, or expired) are removed on
@@ -590,6 +619,7 @@ mod tests {
             members: 1,
             nar_size: 1,
             created: 0,
+            ca_bundles: None,
         };
         write_atomically(&paths.ready(), &serde_json::to_vec(&record).unwrap()).unwrap();
         fs::create_dir_all(paths.users()).unwrap();
