@@ -111,7 +111,7 @@ async fn prepared_bundle_runs_the_closure_and_cleanup_leaves_nothing() {
     assert_eq!(prepared.resolved.closure.len(), hello.closure.len());
     assert_eq!(
         prepared.stages.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        ["resolve", "view", "assemble"]
+        ["resolve", "view", "assemble", "plan"]
     );
 
     let runc_root = tmp.path().join("runc");
@@ -250,7 +250,7 @@ async fn a_repeat_start_of_a_known_closure_needs_no_daemon() {
     };
     assert_eq!(
         again.stages.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        ["view", "assemble"]
+        ["view", "assemble", "plan"]
     );
     assert_eq!(again.view.id, prepared.view.id);
     assert_eq!(again.resolved.closure, prepared.resolved.closure);

@@ -620,11 +620,13 @@ impl ContainerStep {
                         .map_err(|source| self.inflight_error(source))?;
                     spawned += 1;
                     let limit = Instant::now() + WORKER_START_LIMIT;
+                    let mut poll = Duration::from_millis(1);
                     while !self.board.worker_running(&key)
                         && self.board.status(&key).is_none()
                         && Instant::now() < limit
                     {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tokio::time::sleep(poll).await;
+                        poll = (poll * 2).min(Duration::from_millis(10));
                     }
                 }
             }

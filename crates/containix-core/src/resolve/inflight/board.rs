@@ -8,6 +8,8 @@
 //! - `waiters/<pod>`: one empty file per pod that wants the result. A pod's file stays while
 //!   the kubelet retries, and goes when the pod has its container or is deleted; a worker with
 //!   no waiter for its grace period stops.
+//!
+//! The board lives as long as the boot: its files are written whole but not synced to disk.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -20,15 +22,19 @@ use tokio::time::Instant;
 
 use super::status::{InflightResult, InflightState, InflightStatus};
 use super::work_request::WorkRequest;
-use crate::state_file::{read_json, write_atomically};
+use crate::state_file::{read_json, write_atomically_for_this_boot};
 
 const REQUEST_FILE: &str = "request.json";
 const STATUS_FILE: &str = "status.json";
 const LOCK_FILE: &str = "worker.lock";
 const WAITERS_DIR: &str = "waiters";
 
-/// How often a waiting shim reads the status.
+/// How often a waiting shim reads the status at most: the first reads come sooner
+/// ([`FIRST_WAIT_POLL`], doubling up to this), so a resolution of a few milliseconds (a
+/// closure already in the store) is not made to wait for a whole poll.
 const WAIT_POLL: Duration = Duration::from_millis(100);
+/// The first wait between two reads of the status.
+const FIRST_WAIT_POLL: Duration = Duration::from_millis(1);
 
 /// The detached resolutions of one node.
 #[derive(Debug, Clone)]
@@ -116,7 +122,7 @@ impl InflightBoard {
         fs::create_dir_all(dir.join(WAITERS_DIR))?;
         if !dir.join(REQUEST_FILE).exists() {
             let json = serde_json::to_vec_pretty(work).map_err(io::Error::other)?;
-            write_atomically(&dir.join(REQUEST_FILE), &json)?;
+            write_atomically_for_this_boot(&dir.join(REQUEST_FILE), &json)?;
         }
         File::create(dir.join(WAITERS_DIR).join(file_name(pod)))?;
         Ok(())
@@ -162,7 +168,7 @@ impl InflightBoard {
     /// Writes `key`'s status (the worker does).
     pub fn write_status(&self, key: &str, status: &InflightStatus) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(status).map_err(io::Error::other)?;
-        write_atomically(&self.work_dir(key).join(STATUS_FILE), &json)
+        write_atomically_for_this_boot(&self.work_dir(key).join(STATUS_FILE), &json)
     }
 
     /// Takes the worker lock of `key`; `None` when another worker holds it.
@@ -189,6 +195,7 @@ impl InflightBoard {
 
     /// Waits until `key`'s resolution is done or failed, or `deadline` comes.
     pub async fn wait(&self, key: &str, deadline: Instant) -> WaitOutcome {
+        let mut poll = FIRST_WAIT_POLL;
         loop {
             // The worker writes its last status before it lets go of the lock: read the lock
             // first, so a finished worker's status is seen.
@@ -204,7 +211,8 @@ impl InflightBoard {
             if now >= deadline {
                 return WaitOutcome::Pending(status);
             }
-            tokio::time::sleep_until((now + WAIT_POLL).min(deadline)).await;
+            tokio::time::sleep_until((now + poll).min(deadline)).await;
+            poll = (poll * 2).min(WAIT_POLL);
         }
     }
 
