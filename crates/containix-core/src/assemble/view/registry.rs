@@ -254,6 +254,9 @@ impl StoreViews {
         let root = paths.root();
         let (mechanism, ca_bundles) = tokio::task::spawn_blocking(move || {
             let mechanism = fill(&root, &closure, first, may_fall_back)?;
+            if mechanism == ViewMechanism::LinkFarm {
+                sync_filesystem_of(&root)?;
+            }
             let ca_bundles =
                 env::ca_bundles(&HostStore, &closure).map_err(|source| RootfsError::Io {
                     action: "looking for CA bundles in",
@@ -465,6 +468,21 @@ fn fill(
     let bind_tree = ViewMechanism::BindTree;
     rootfs::populate(root, closure, bind_tree.link_mode(), &mut |_| {})?;
     Ok(bind_tree)
+}
+
+/// Flushes the filesystem holding `root` to disk: a link farm outlives the boot, so its
+/// directories and links must be on disk before `ready.json` says the view is complete (a
+/// power loss must not leave a ready view with members missing). It also keeps the farm's
+/// writeback out of the next pods' starts, which would otherwise wait behind it in the
+/// filesystem's journal.
+fn sync_filesystem_of(root: &Path) -> Result<(), RootfsError> {
+    let io_error = |source| RootfsError::Io {
+        action: "syncing the filesystem of",
+        path: root.to_owned(),
+        source,
+    };
+    let dir = fs::File::open(root).map_err(io_error)?;
+    nix::unistd::syncfs(&dir).map_err(|errno| io_error(errno.into()))
 }
 
 /// Hard-links `closure` into `root`: directly, or, where `/nix/store` is a bind mount that
