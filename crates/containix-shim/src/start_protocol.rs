@@ -13,9 +13,10 @@
 //! The shim announces task API v2 in both forms: the bare address to every legacy caller, and
 //! `version = 2` in a `BootstrapResult`. That is what containerd 1.6 and 1.7 need, and on 2.x
 //! it keeps containerd on the code path it uses for a v2 shim, the one the test matrix runs on
-//! 2.1.9 (with v3, containerd 2.x stops shutting a shim down after a sandboxed container's
-//! delete and leaves that to the sandbox controller). The task service itself is served under
-//! both names, v2 and v3 ([`crate::task_services`]).
+//! 2.1.9. With v3, containerd 2.x stops shutting a shim down after a sandboxed container's
+//! delete and leaves that to the sandbox controller; announcing v3 to 2.1.9 as a trial, the
+//! suite passed but for `containix_pod`'s killed-shim test, whose pod left its containix state
+//! behind. The task service itself is served under both names ([`crate::task_services`]).
 
 use containerd_shim::{
     Flags, StartOpts,
