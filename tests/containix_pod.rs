@@ -534,11 +534,12 @@ async fn a_pods_build_output_and_stage_timings_are_in_containerds_log() {
     ] {
         assert!(timing.contains(field), "{field}: {timing}");
     }
-    // The containerd-shim crate's own records (the `log` crate) arrive too.
-    let started = containerd_log_line(&node, "Shim successfully started").await;
+    // The serving shim's first line, from before any container: it serves both task API names.
+    let serving = containerd_log_line(&node, "serving containerd.task.v2.Task and").await;
     assert!(
-        started.contains("runtime=io.containerd.containix.v1"),
-        "{started}"
+        serving.contains("containerd.task.v3.Task")
+            && serving.contains("runtime=io.containerd.containix.v1"),
+        "{serving}"
     );
 
     eventually("containix state to be released", async || {

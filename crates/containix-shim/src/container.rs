@@ -119,9 +119,8 @@ pub fn kill_all_on_exit(spec: &Spec) -> bool {
     !own_pid_namespace
 }
 
-/// The bundle's `config.json` (in `""`, the current directory) as the oci-spec release the
-/// shim shares with runc and containix-core; containerd-shim 0.11's `read_spec` returns an
-/// older one.
+/// The bundle's `config.json` (in `""`, the current directory). Unlike containerd-shim's
+/// `read_spec`, a parse error names the file.
 pub async fn read_spec(bundle: impl AsRef<Path>) -> containerd_shim::Result<Spec> {
     let path = bundle.as_ref().join("config.json");
     let text = containerd_shim::util::read_file_to_str(&path).await?;

@@ -1,8 +1,9 @@
-//! `containerd-shim-containix-v1`: the containerd shim (task API v2) for containix pods.
+//! `containerd-shim-containix-v1`: the containerd shim (task API v2 and v3) for containix pods.
 //!
 //! It behaves like containerd's runc shim for every container; the one difference is the
 //! [`containix_step::ContainixStep`] hook that may prepare a bundle before `runc create`.
 
+mod bootstrap;
 mod container;
 mod containix_step;
 mod error;
@@ -17,9 +18,13 @@ mod resolve_worker;
 mod runtime_options;
 mod runtime_stdio;
 mod service;
+mod shim_socket;
+mod signals;
 mod spawner;
+mod start_protocol;
 mod stats;
 mod task;
+mod task_services;
 #[cfg(test)]
 mod tests;
 mod usage;
@@ -47,5 +52,8 @@ async fn main() {
         let key = args.next().unwrap_or_default();
         std::process::exit(resolve_worker::run(&key).await);
     }
-    containerd_shim::asynchronous::run::<service::ShimService>(RUNTIME_ID, None).await;
+    let code = bootstrap::run(RUNTIME_ID).await;
+    if code != 0 {
+        std::process::exit(code);
+    }
 }

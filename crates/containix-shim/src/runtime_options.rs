@@ -17,6 +17,8 @@ use crate::error::{Result, ShimError};
 
 /// The type URL of CRI's generic options (`runtimeoptions.v1.Options`).
 pub const GENERIC_TYPE_URL: &str = "runtimeoptions.v1.Options";
+/// The type URL of runc's options.
+const RUNC_TYPE_URL: &str = "containerd.runc.v1.Options";
 
 /// The runc options `any` carries: decoded directly, or read from the TOML of the generic
 /// form. An empty value gives the defaults.
@@ -38,29 +40,25 @@ pub fn decode(any: &Any) -> Result<Options> {
     }
     Options::parse_from_bytes(&any.value).map_err(|e| {
         ShimError::InvalidArgument(format!(
-            "options: expected runc options ({}), got undecodable {:?}: {e}",
-            "containerd.runc.v1.Options", any.type_url
+            "options: expected runc options ({RUNC_TYPE_URL}), got undecodable {:?}: {e}",
+            any.type_url
         ))
     })
 }
 
-/// Reads the options containerd (1.7 and later) writes on `shim start`'s stdin, leaving stdin
-/// at its end. Read before the containerd-shim crate's `spawn`, which would otherwise decode
-/// the generic form as runc's and take its TOML for a cgroup path to move the shim into.
-pub fn read_start_options() -> Result<Options> {
-    use std::io::Read;
-
-    let mut data = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut data)
-        .map_err(|e| ShimError::InvalidArgument(format!("options: reading stdin: {e}")))?;
-    if data.is_empty() {
-        return Ok(Options::default());
-    }
-    let any = Any::parse_from_bytes(&data).map_err(|e| {
-        ShimError::InvalidArgument(format!("options: stdin holds no protobuf Any: {e}"))
-    })?;
-    decode(&any)
+/// The runc options among the extensions containerd passed to `shim start` (the `Any` on stdin
+/// before containerd 2.3, an extension of its `BootstrapParams` since): the first of runc's or
+/// the generic form, decoded as what it is, else the defaults. The containerd-shim crate's
+/// `spawn` is given none of them, so it moves the shim into no `ShimCgroup`.
+pub fn start_options(extensions: &[Any]) -> Result<Options> {
+    let is_options = |any: &&Any| {
+        let name = any.type_url.rsplit('/').next().unwrap_or_default();
+        name == RUNC_TYPE_URL || name == GENERIC_TYPE_URL
+    };
+    extensions
+        .iter()
+        .find(is_options)
+        .map_or_else(|| Ok(Options::default()), decode)
 }
 
 /// `runtimeoptions.v1.Options`: `type_url = 1`, `config_path = 2`, `config_body = 3`.
@@ -196,6 +194,32 @@ mod tests {
         };
         assert_eq!(decode(&any).unwrap(), runc);
         assert_eq!(decode(&Any::default()).unwrap(), Options::default());
+    }
+
+    #[test]
+    fn start_takes_the_first_options_extension_and_ignores_other_types() {
+        let runc = Options {
+            shim_cgroup: "/shims".into(),
+            ..Options::default()
+        };
+        let runc_any = Any {
+            type_url: format!("type.googleapis.com/{RUNC_TYPE_URL}"),
+            value: runc.write_to_bytes().unwrap(),
+            ..Default::default()
+        };
+        let other = Any {
+            type_url: "containerd.cri.v1.Config".into(),
+            value: vec![0xff],
+            ..Default::default()
+        };
+        assert_eq!(start_options(&[]).unwrap(), Options::default());
+        assert_eq!(
+            start_options(std::slice::from_ref(&other)).unwrap(),
+            Options::default()
+        );
+        assert_eq!(start_options(&[other, runc_any]).unwrap(), runc);
+        let generic = start_options(&[generic("ShimCgroup = '/x'\n")]).unwrap();
+        assert_eq!(generic.shim_cgroup, "/x");
     }
 
     #[test]

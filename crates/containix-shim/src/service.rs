@@ -1,13 +1,12 @@
-//! The shim process lifecycle: `start` (spawn or join the pod's shim), `delete` (clean up
-//! after a dead shim) and serving the task service.
+//! The shim's part in each of containerd's actions: `start` (spawn or join the pod's shim),
+//! `delete` (clean up after a dead shim) and the task service a serving shim runs.
+//! [`crate::bootstrap`] decides which one a run of the binary performs.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
-use async_trait::async_trait;
 use containerd_shim::{
-    Config, DeleteResponse, ExitSignal, Flags, StartOpts,
+    DeleteResponse, ExitSignal, Flags, StartOpts,
     asynchronous::{
-        Shim,
         monitor::{monitor_subscribe, monitor_unsubscribe},
         spawn,
     },
@@ -51,13 +50,9 @@ pub struct ShimService {
     spawner: Arc<dyn Spawner>,
 }
 
-#[async_trait]
-impl Shim for ShimService {
-    type T = TaskService;
-
-    async fn new(runtime_id: &str, args: &Flags, config: &mut Config) -> Self {
-        // The crate's own logger would take the fifo; ours bridges its records instead.
-        config.no_setup_logger = true;
+impl ShimService {
+    /// The shim for one run of the binary, with its logging installed (see [`logging`]).
+    pub fn new(runtime_id: &str, args: &Flags) -> Self {
         logging::install(runtime_id, args);
         ShimService {
             id: args.id.clone(),
@@ -69,11 +64,12 @@ impl Shim for ShimService {
         }
     }
 
-    async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+    /// Spawns the pod's serving shim (or finds it serving) and returns its address.
+    pub async fn start_shim(&mut self, mut opts: StartOpts) -> containerd_shim::Result<String> {
         // containerd runs `start` in the bundle directory.
         let spec = container::read_spec("").await?;
         let group = grouping(&opts.id, &spec.annotations().clone().unwrap_or_default());
-        let options = runtime_options::read_start_options()
+        let options = runtime_options::start_options(&opts.extensions)
             .map_err(|e| containerd_shim::Error::InvalidArgument(e.to_string()))?;
         if !options.shim_cgroup.is_empty() {
             warn!(
@@ -81,12 +77,17 @@ impl Shim for ShimService {
                 options.shim_cgroup
             );
         }
+        // Without the options, `spawn` moves the shim into no cgroup (it only raises its OOM
+        // score), as the warning says.
+        opts.extensions.clear();
         let address = spawn(opts, &group, Vec::new()).await?;
         containerd_shim::util::write_str_to_file("address", &address).await?;
         Ok(address)
     }
 
-    async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+    /// Cleans up after the container `-id` whose shim died: runc's state, the rootfs mount
+    /// and the containix step's leftovers.
+    pub async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
         let bundle = if self.bundle.is_empty() {
             std::env::current_dir().map_err(|e| containerd_shim::Error::IoError {
                 context: "find the bundle (current directory)".into(),
@@ -125,11 +126,13 @@ impl Shim for ShimService {
         })
     }
 
-    async fn wait(&mut self) {
+    /// Waits until the task service asks the shim to exit.
+    pub async fn wait(&mut self) {
         self.exit.wait().await;
     }
 
-    async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+    /// The task service, publishing events through `publisher` and told of every exit.
+    pub async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
         let step = self.step.clone();
         tokio::spawn(async move { step.sweep().await });
         let events = RemoteEvents::new(publisher, self.namespace.clone());

@@ -1,4 +1,5 @@
-//! The Task service: containerd's task API v2 on top of the [`OciRuntime`](crate::spawner::OciRuntime) seam.
+//! The Task service: containerd's task API (v2 and v3 alike) on top of the
+//! [`OciRuntime`](crate::spawner::OciRuntime) seam.
 //!
 //! One mutex guards all containers. Every call that talks to runc holds it for the whole
 //! runc call, so an exit reported by the reaper is applied only after the call that learned

@@ -3,7 +3,7 @@
 
 /// The help text.
 pub const USAGE: &str = "\
-containerd-shim-containix-v1: the containerd shim (task API v2) for containix pods.
+containerd-shim-containix-v1: the containerd shim (task API v2 and v3) for containix pods.
 containerd starts it for the runtime `io.containerd.containix.v1`; it is not run by hand.
 
 Usage: containerd-shim-containix-v1 [flags] start|delete
@@ -23,6 +23,8 @@ Flags:
         path to publish binary (used for publishing events)
   -socket string
         socket path to serve
+  -info
+        print the runtime info (a protobuf, for containerd) and exit
   -v, -version
         show the shim version and exit
   -h, -help
