@@ -558,6 +558,8 @@ fn main() {
         );
     }
 
+    print_stage_timings(&bench.node.layout().log());
+
     drop(graphs);
     if let Some(copy) = std::env::var_os("CONTAINIX_BENCH_KEEP_LOG") {
         std::fs::copy(bench.node.layout().log(), &copy).expect("copying containerd's log");
@@ -567,5 +569,62 @@ fn main() {
         .expect("stopping the test containerd");
     if !report.is_clean() {
         eprintln!("the node needed forcing when it stopped: {report:?}");
+    }
+}
+
+/// Prints the medians of the shim's stage timings (its `container prepared` log lines) by
+/// closure size, for starts that resolved (first pods) and starts that reused a view (second
+/// pods, no `resolve` stage): where the time of a containix start goes, beside the totals.
+fn print_stage_timings(log: &Path) {
+    const STAGES: [&str; 4] = ["resolve_ms", "view_ms", "assemble_ms", "plan_ms"];
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return;
+    };
+    // (paths, reused a view) -> stage -> samples
+    let mut timings: BTreeMap<(usize, bool), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.contains("msg=\"container prepared\""))
+    {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|token| token.strip_prefix(name)?.strip_prefix('='))
+        };
+        let Some(paths) = field("paths").and_then(|v| v.parse().ok()) else {
+            continue;
+        };
+        let reused = field("resolve_ms").is_some_and(|v| v == "0" || v == "0.0");
+        let entry = timings.entry((paths, reused)).or_default();
+        for stage in STAGES {
+            if let Some(ms) = field(stage).and_then(|v| v.parse().ok()) {
+                entry.entry(stage).or_default().push(ms);
+            }
+        }
+    }
+    if timings.is_empty() {
+        return;
+    }
+    println!("== the shim's stage timings (container prepared), medians in ms ==");
+    println!(
+        "{:<28}{:>6}{:>12}{:>10}{:>14}{:>10}",
+        "start", "n", "resolve", "view", "assemble", "plan"
+    );
+    for ((paths, reused), stages) in &timings {
+        let median = |stage: &str| {
+            let mut samples = stages.get(stage).cloned().unwrap_or_default();
+            samples.sort_by(f64::total_cmp);
+            samples.get(samples.len() / 2).copied().unwrap_or(0.0)
+        };
+        let count = stages.get("assemble_ms").map_or(0, Vec::len);
+        let kind = if *reused { "view reused" } else { "resolved" };
+        println!(
+            "{:<28}{:>6}{:>12.1}{:>10.1}{:>14.1}{:>10.1}",
+            format!("{paths} paths, {kind}"),
+            count,
+            median("resolve_ms"),
+            median("view_ms"),
+            median("assemble_ms"),
+            median("plan_ms"),
+        );
     }
 }
