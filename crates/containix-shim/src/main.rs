@@ -8,6 +8,7 @@ mod container;
 mod containix_step;
 mod error;
 mod events;
+mod heap;
 mod io;
 mod logging;
 mod logrus_format;
@@ -34,8 +35,16 @@ const RUNTIME_ID: &str = containix_core::node::containerd_config::RUNTIME_TYPE;
 
 // One thread serves the shim's single pod: every Task call is short or awaits runc, and the
 // work that blocks (container stdio, filling a store view) runs on tokio's blocking threads.
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
+    heap::use_one_arena();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(run());
+}
+
+async fn run() {
     if usage::asks_for_help(std::env::args().skip(1)) {
         print!("{}", usage::USAGE);
         return;

@@ -949,15 +949,22 @@ impl containerd_shim::Task for TaskService {
             .ok()
             .filter(|&nanos| nanos > 0)
             .map(|nanos| tokio::time::Instant::now() + std::time::Duration::from_nanos(nanos));
-        log_err("create", self.create_task(&req, deadline).await)
+        let result = self.create_task(&req, deadline).await;
+        // Create parsed the spec and maybe a closure: what it freed need not stay resident.
+        crate::heap::give_back_free_pages();
+        log_err("create", result)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
-        log_err("start", self.start_task(&req).await)
+        let result = self.start_task(&req).await;
+        crate::heap::give_back_free_pages();
+        log_err("start", result)
     }
 
     async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
-        log_err("delete", self.delete_task(&req).await)
+        let result = self.delete_task(&req).await;
+        crate::heap::give_back_free_pages();
+        log_err("delete", result)
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
