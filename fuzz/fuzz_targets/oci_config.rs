@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use containix_core::assemble::container_step::annotations_of_spec;
-use containix_core::assemble::plan::{ImageKind, PlanInput, apply, plan};
+use containix_core::assemble::plan::{ImageKind, PlanInput, apply, env, plan};
 use containix_core::assemble::store_facts::MemoryStore;
 use containix_core::request::annotations::PodAnnotations;
 use containix_core::resolve::resolved::Resolved;
@@ -45,6 +45,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(base) = serde_json::from_slice::<Spec>(data) else { return };
     let (resolved, store) = &*CLOSURE;
+    // A view's record of the closure's CA bundles, as a repeat start plans from it.
+    let recorded = env::ca_bundles(store, &resolved.closure).expect("a memory store reads");
     for (image, store_view) in [
         (ImageKind::Empty, Some(Path::new("/var/lib/containix/views/v/store"))),
         (ImageKind::Normal, None),
@@ -56,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
             image,
             state_dir: Path::new("/var/lib/containix/containers/fuzz"),
             store_view,
+            ca_bundles: store_view.map(|_| recorded.as_slice()),
         };
         if let Ok(planned) = plan(&input, store) {
             let once = apply(&planned, base.clone());
