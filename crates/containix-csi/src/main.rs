@@ -59,6 +59,7 @@ fn log_filter(
 }
 
 fn main() -> ExitCode {
+    containix_core::node::process_heap::use_one_arena();
     let args = Args::parse();
     let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     let (filter, ignored) = match log_filter(args.log_level.as_deref(), rust_log.as_deref()) {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use containix_core::node::process_heap::give_back_free_pages;
 use tonic::{Request, Response, Status};
 
 use crate::closure_source::ClosureSource;
@@ -99,7 +100,10 @@ impl<S: ClosureSource> Node for NodeService<S> {
             readonly: request.readonly,
             attributes: request.volume_context.into_iter().collect(),
         };
-        self.publisher.publish(&publish).await?;
+        let published = self.publisher.publish(&publish).await;
+        // Publishing parsed a closure: what it freed need not stay resident.
+        give_back_free_pages();
+        published?;
         Ok(Response::new(NodePublishVolumeResponse {}))
     }
 
@@ -110,9 +114,12 @@ impl<S: ClosureSource> Node for NodeService<S> {
         let request = request.into_inner();
         required("volume_id", &request.volume_id)?;
         let target_path = absolute("target_path", &request.target_path)?;
-        self.publisher
+        let unpublished = self
+            .publisher
             .unpublish(&request.volume_id, &target_path)
-            .await?;
+            .await;
+        give_back_free_pages();
+        unpublished?;
         Ok(Response::new(NodeUnpublishVolumeResponse {}))
     }
 

@@ -8,7 +8,6 @@ mod container;
 mod containix_step;
 mod error;
 mod events;
-mod heap;
 mod io;
 mod logging;
 mod logrus_format;
@@ -36,7 +35,7 @@ const RUNTIME_ID: &str = containix_core::node::containerd_config::RUNTIME_TYPE;
 // One thread serves the shim's single pod: every Task call is short or awaits runc, and the
 // work that blocks (container stdio, filling a store view) runs on tokio's blocking threads.
 fn main() {
-    heap::use_one_arena();
+    containix_core::node::process_heap::use_one_arena();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -951,19 +951,19 @@ impl containerd_shim::Task for TaskService {
             .map(|nanos| tokio::time::Instant::now() + std::time::Duration::from_nanos(nanos));
         let result = self.create_task(&req, deadline).await;
         // Create parsed the spec and maybe a closure: what it freed need not stay resident.
-        crate::heap::give_back_free_pages();
+        containix_core::node::process_heap::give_back_free_pages();
         log_err("create", result)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
         let result = self.start_task(&req).await;
-        crate::heap::give_back_free_pages();
+        containix_core::node::process_heap::give_back_free_pages();
         log_err("start", result)
     }
 
     async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         let result = self.delete_task(&req).await;
-        crate::heap::give_back_free_pages();
+        containix_core::node::process_heap::give_back_free_pages();
         log_err("delete", result)
     }
 
