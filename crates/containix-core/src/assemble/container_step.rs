@@ -661,20 +661,7 @@ impl ContainerStep {
                 {
                     // Torn by a power loss (nothing is synced): the container is gone anyway.
                     tracing::warn!(container = id, %source, "discarding state of an earlier boot");
-                    let view_result = self.views.release(&id).await.map(drop);
-                    let gc_result =
-                        self.gc_roots
-                            .release(&id)
-                            .map_err(|source| StepError::GcRoot {
-                                container: id.clone(),
-                                source: Box::new(source),
-                            });
-                    bundle::discard(&entry.path()).map_err(|source| StepError::Bundle {
-                        container: id.clone(),
-                        source: Box::new(source),
-                    })?;
-                    view_result?;
-                    gc_result?;
+                    self.clean_up(&id, StateRemoval::Whole).await?;
                     removed.push(id);
                     continue;
                 }
@@ -706,6 +693,10 @@ impl ContainerStep {
     /// a GC root of its own (held by containers made before store views), and its state
     /// directory. Succeeds when there is nothing to remove.
     pub async fn cleanup(&self, container_id: &str) -> Result<(), StepError> {
+        self.clean_up(container_id, StateRemoval::ByManifest).await
+    }
+
+    async fn clean_up(&self, container_id: &str, state: StateRemoval) -> Result<(), StepError> {
         if crate::store::gc_roots::validate_consumer(container_id).is_err() {
             return Ok(());
         }
@@ -721,7 +712,12 @@ impl ContainerStep {
                 container: container_id.to_owned(),
                 source: Box::new(source),
             });
-        bundle::cleanup(&self.state_dir(container_id)).map_err(|source| StepError::Bundle {
+        let state_dir = self.state_dir(container_id);
+        match state {
+            StateRemoval::ByManifest => bundle::cleanup(&state_dir),
+            StateRemoval::Whole => bundle::discard(&state_dir),
+        }
+        .map_err(|source| StepError::Bundle {
             container: container_id.to_owned(),
             source: Box::new(source),
         })?;
@@ -745,6 +741,15 @@ fn resolved_from(view: &View, known: KnownRoots) -> Result<Resolved, StepError> 
         package_name: known.package_name,
         package_version: known.package_version,
     })
+}
+
+/// How [`ContainerStep::clean_up`] removes a container's state directory.
+#[derive(Debug, Clone, Copy)]
+enum StateRemoval {
+    /// What its manifest records, then the directory if containix made it.
+    ByManifest,
+    /// The whole directory: its manifest cannot be read.
+    Whole,
 }
 
 /// Whether `path` was last changed before `boot` began (never, when the boot time is unknown).
