@@ -23,6 +23,7 @@ use containix_core::resolve::cache::ResolutionCache;
 use containix_testkit::containerd::{CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions};
 use containix_testkit::cri::{ContainerSpec, PodSandboxSpec};
 use containix_testkit::fixtures::{current_system, install_busybox, repo_root};
+use containix_testkit::join_all::join_all;
 use containix_testkit::pod::CriPod;
 
 /// Pods started at once in the burst.
@@ -74,30 +75,6 @@ async fn burst(node: &Containerd, prefix: &str, annotations: &[(&str, String)]) 
     // Each pod's own time includes its removal; the burst ends when the last one had run.
     let last = finished.into_iter().max().unwrap_or_default();
     last.min(started.elapsed())
-}
-
-/// Polls every future to completion concurrently on this task.
-async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all_done = true;
-        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => all_done = false,
-                }
-            }
-        }
-        if all_done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.into_iter().map(Option::unwrap).collect()
 }
 
 fn median(mut samples: Vec<Duration>) -> Option<Duration> {

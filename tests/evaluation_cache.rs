@@ -12,6 +12,7 @@ use containix_core::resolve::cache::ResolutionCache;
 use containix_testkit::containerd::{CONTAINIX_RUNTIME_HANDLER, Containerd, ContainerdOptions};
 use containix_testkit::cri::{ContainerSpec, PodSandboxSpec};
 use containix_testkit::fixtures::{current_system, install_busybox, repo_root};
+use containix_testkit::join_all::join_all;
 use containix_testkit::pod::CriPod;
 use containix_tests::{LIMIT, eventually, stop_cleanly};
 
@@ -90,7 +91,7 @@ async fn a_burst_evaluates_once_and_an_edit_evaluates_again() {
     // A burst of pods of one unevaluated flake: one lock, one evaluation, every pod runs.
     let names: Vec<String> = (0..BURST).map(|i| format!("burst-{i}")).collect();
     let burst = names.iter().map(|name| run_pod(&node, name, &reference));
-    let results = futures_join_all(burst).await;
+    let results = join_all(burst).await;
     let mut pods = Vec::new();
     for result in results {
         let (pod, printed) =
@@ -136,30 +137,4 @@ async fn a_burst_evaluates_once_and_an_edit_evaluates_again() {
     pod.remove(LIMIT).await.unwrap();
 
     stop_cleanly(node).await;
-}
-
-/// Polls every future to completion concurrently on this task.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all_done = true;
-        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => all_done = false,
-                }
-            }
-        }
-        if all_done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.into_iter().map(Option::unwrap).collect()
 }

@@ -14,6 +14,7 @@ use containix_core::resolve::{ResolveError, ResolveProgress, Resolver, Step};
 use containix_core::store::store_path::StorePath;
 use containix_testkit::binary_cache::{BinaryCache, SigningKey, substitution_options};
 use containix_testkit::fixtures::{self, Built, Fixture, is_valid_path};
+use containix_testkit::join_all::join_all;
 use containix_testkit::nix_cli::NixCommand;
 use containix_testkit::nix_daemon::NixDaemon;
 use tempfile::TempDir;
@@ -406,7 +407,7 @@ async fn concurrent_resolutions_of_a_locked_ref_evaluate_once() {
     let resolver = node.resolver();
     let request = request(flake(&installable));
     let resolutions = (0..20).map(|_| resolver.resolve(&request));
-    let results = futures_join_all(resolutions).await;
+    let results = join_all(resolutions).await;
     let roots: BTreeSet<Vec<StorePath>> = results
         .into_iter()
         .map(|r| r.unwrap().into_unrooted().roots)
@@ -418,32 +419,6 @@ async fn concurrent_resolutions_of_a_locked_ref_evaluate_once() {
     assert_eq!(again.closure.len(), built.closure.len());
     assert_eq!(again.main_program.as_deref(), Some("diamond"));
     assert_eq!(node.nix_runs(), 1);
-}
-
-/// Polls every future to completion concurrently on this task (no extra dependency).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all_done = true;
-        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => all_done = false,
-                }
-            }
-        }
-        if all_done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.into_iter().map(Option::unwrap).collect()
 }
 
 #[tokio::test]

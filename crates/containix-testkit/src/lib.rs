@@ -10,6 +10,7 @@ pub mod faulty_cache;
 pub mod fixtures;
 pub mod http_server;
 pub mod images;
+pub mod join_all;
 pub mod nix_cli;
 pub mod nix_daemon;
 pub mod nix_root;
