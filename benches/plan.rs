@@ -111,15 +111,7 @@ fn main() {
     let mut mounts = Vec::new();
     for size in SIZES {
         let (resolved, store) = synthetic_closure(size);
-        let input = PlanInput {
-            resolved: &resolved,
-            base: &base,
-            entrypoint: None,
-            image: ImageKind::Empty,
-            state_dir,
-            store_view: None,
-            ca_bundles: None,
-        };
+        let input = PlanInput::for_resolved(&resolved, &base, None, ImageKind::Empty, state_dir);
         let planned = plan(&input, &store).expect("a plan");
         let assembled = apply(&planned, base.clone());
         mounts.push(assembled.mounts().as_ref().map_or(0, Vec::len));

@@ -216,15 +216,7 @@ fn main() {
         node.state_dirs.push(state_dir.clone());
         let prepared = prepare_bundle(&bundle, &state_dir, |base| {
             plan(
-                &PlanInput {
-                    resolved: &resolved,
-                    base,
-                    entrypoint: None,
-                    image: ImageKind::Empty,
-                    state_dir: &state_dir,
-                    store_view: None,
-                    ca_bundles: None,
-                },
+                &PlanInput::for_resolved(&resolved, base, None, ImageKind::Empty, &state_dir),
                 &HostStore,
             )
         })

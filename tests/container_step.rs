@@ -25,6 +25,7 @@ use containix_core::resolve::inflight::worker::{
 use containix_core::resolve::known_roots::KnownRoots;
 use containix_core::resolve::resolver::{Resolution, Resolver};
 use containix_core::store::gc_roots::GcRoots;
+use containix_core::store::members::Members;
 use containix_testkit::fixtures::{self, Built};
 use containix_testkit::nix_daemon::NixDaemon;
 use containix_tests::eventually;
@@ -108,7 +109,24 @@ async fn prepared_bundle_runs_the_closure_and_cleanup_leaves_nothing() {
         panic!("expected the container to be prepared")
     };
     assert_eq!(prepared.image, ImageKind::Empty);
-    assert_eq!(prepared.resolved.closure.len(), hello.closure.len());
+    assert_eq!(prepared.view.member_count, hello.closure.len());
+    let mut closure = hello.closure.clone();
+    closure.sort();
+    let listed = prepared.view.members().list().unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
+        closure,
+        "the view's directory shows exactly the closure"
+    );
+    let recorded = prepared
+        .view
+        .closure(prepared.resolution.roots.clone())
+        .unwrap();
+    assert_eq!(
+        recorded.paths().cloned().collect::<Vec<_>>(),
+        listed,
+        "the view records the closure's path infos"
+    );
     assert_eq!(
         prepared.stages.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         ["resolve", "view", "assemble", "plan"]
@@ -253,7 +271,8 @@ async fn a_repeat_start_of_a_known_closure_needs_no_daemon() {
         ["view", "assemble", "plan"]
     );
     assert_eq!(again.view.id, prepared.view.id);
-    assert_eq!(again.resolved.closure, prepared.resolved.closure);
+    assert_eq!(again.resolution, prepared.resolution);
+    assert_eq!(again.view.member_count, prepared.view.member_count);
 
     offline.cleanup("ctr-b").await.unwrap();
     assert!(

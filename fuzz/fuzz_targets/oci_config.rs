@@ -51,14 +51,11 @@ fuzz_target!(|data: &[u8]| {
         (ImageKind::Empty, Some(Path::new("/var/lib/containix/views/v/store"))),
         (ImageKind::Normal, None),
     ] {
+        let state_dir = Path::new("/var/lib/containix/containers/fuzz");
         let input = PlanInput {
-            resolved,
-            base: &base,
-            entrypoint: None,
-            image,
-            state_dir: Path::new("/var/lib/containix/containers/fuzz"),
             store_view,
             ca_bundles: store_view.map(|_| recorded.as_slice()),
+            ..PlanInput::for_resolved(resolved, &base, None, image, state_dir)
         };
         if let Ok(planned) = plan(&input, store) {
             let once = apply(&planned, base.clone());

@@ -88,15 +88,7 @@ pub fn bundle_plan(
     };
     let state_dir = bundle.join(STATE_DIR);
     let mut spec_plan = plan(
-        &PlanInput {
-            resolved,
-            base: &base,
-            entrypoint,
-            image: ImageKind::Empty,
-            state_dir: &state_dir,
-            store_view: None,
-            ca_bundles: None,
-        },
+        &PlanInput::for_resolved(resolved, &base, entrypoint, ImageKind::Empty, &state_dir),
         &HostStore,
     )?;
     if link != LinkMode::Bind {

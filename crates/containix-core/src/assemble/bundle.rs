@@ -434,15 +434,13 @@ mod tests {
         move |base| {
             let ex = example();
             plan(
-                &PlanInput {
-                    resolved: &ex.resolved,
+                &PlanInput::for_resolved(
+                    &ex.resolved,
                     base,
                     entrypoint,
-                    image: ImageKind::Empty,
+                    ImageKind::Empty,
                     state_dir,
-                    store_view: None,
-                    ca_bundles: None,
-                },
+                ),
                 &ex.store,
             )
         }

@@ -31,9 +31,7 @@ use crate::resolve::inflight::board::{InflightBoard, WaitOutcome};
 use crate::resolve::inflight::status::InflightState;
 use crate::resolve::inflight::work_request::WorkRequest;
 use crate::resolve::known_roots::KnownRoots;
-use crate::resolve::resolved::Resolved;
 use crate::resolve::{error::ResolveError, resolver::Resolver};
-use crate::store::closure::ClosureError;
 use crate::store::gc_roots::{GcRootError, GcRoots};
 
 /// Annotation CRI sets to `sandbox` or `container`.
@@ -125,14 +123,6 @@ pub enum StepError {
     /// The closure's store view could not be taken or released.
     #[error(transparent)]
     View(Box<ViewError>),
-    /// The store view does not hold the closure it should (its files were changed by hand).
-    #[error("the store view {view} does not hold the closure of its roots: {source}")]
-    ViewClosure {
-        /// The view.
-        view: String,
-        /// What is missing.
-        source: ClosureError,
-    },
     /// The GC root could not be taken or released.
     #[error("GC root for container {container}: {source}")]
     GcRoot {
@@ -185,8 +175,9 @@ pub enum Outcome {
 pub struct Prepared {
     /// The request read from the annotations.
     pub request: Request,
-    /// The closure it resolved to.
-    pub resolved: Resolved,
+    /// What it resolved to: the closure's roots and the package's program, name and version.
+    /// The closure itself is the view's (see [`View::members`] and [`View::closure`]).
+    pub resolution: KnownRoots,
     /// The store view the container mounts at `/nix/store`.
     pub view: View,
     /// The edits made to the spec.
@@ -213,13 +204,13 @@ impl Prepared {
     /// Logs what was prepared and how long each stage took (one info event), and every
     /// closure member that got no mount (a warning each).
     fn log(&self, container_id: &str) {
-        let root = self.resolved.roots.first();
+        let root = self.resolution.roots.first();
         tracing::info!(
             container_id,
             container = %self.request.container,
             root = root.map(tracing::field::display),
-            paths = self.resolved.closure.len(),
-            nar_size = self.resolved.closure.nar_size(),
+            paths = self.view.member_count,
+            nar_size = self.view.nar_size,
             view = %self.view.id,
             mechanism = %self.view.mechanism,
             resolve_ms = self.stage_ms("resolve"),
@@ -416,7 +407,7 @@ impl ContainerStep {
     ) -> Result<Outcome, StepError> {
         let mut stages = Vec::with_capacity(3);
         let started = Instant::now();
-        let (view, resolved) = match self.reuse_view(&request, container_id).await? {
+        let (view, resolution) = match self.reuse_view(&request, container_id).await? {
             Some(reused) => {
                 stages.push(("view", started.elapsed()));
                 reused
@@ -467,11 +458,14 @@ impl ContainerStep {
         let image = image_kind_of(&rootfs_of(bundle)?);
         let entrypoint = request.entrypoint.as_ref().map(|e| e.as_str().to_owned());
         let mut planned_in = Duration::ZERO;
+        let members = view.members();
         let prepared = bundle::prepare_bundle(bundle, &state_dir, |base| {
             let planning = Instant::now();
             let planned = plan(
                 &PlanInput {
-                    resolved: &resolved,
+                    roots: &resolution.roots,
+                    members: &members,
+                    main_program: resolution.main_program.as_deref(),
                     base,
                     entrypoint: entrypoint.as_deref(),
                     image,
@@ -492,7 +486,7 @@ impl ContainerStep {
         stages.push(("plan", planned_in));
         let prepared = Prepared {
             request,
-            resolved,
+            resolution,
             view,
             plan: prepared.plan,
             image,
@@ -509,15 +503,14 @@ impl ContainerStep {
         &self,
         request: &Request,
         consumer: &str,
-    ) -> Result<Option<(View, Resolved)>, StepError> {
+    ) -> Result<Option<(View, KnownRoots)>, StepError> {
         let Some(known) = self.resolver.resolve_offline(request)? else {
             return Ok(None);
         };
         let Some(view) = self.views.acquire_existing(&known.roots, consumer).await? else {
             return Ok(None);
         };
-        let resolved = resolved_from(&view, known)?;
-        Ok(Some((view, resolved)))
+        Ok(Some((view, known)))
     }
 
     /// The view a finished detached resolution made, taken for `consumer`; `None` when it is
@@ -526,14 +519,9 @@ impl ContainerStep {
         &self,
         known: KnownRoots,
         consumer: &str,
-    ) -> Result<Option<(View, Resolved)>, StepError> {
-        match self.views.acquire_existing(&known.roots, consumer).await? {
-            Some(view) => {
-                let resolved = resolved_from(&view, known)?;
-                Ok(Some((view, resolved)))
-            }
-            None => Ok(None),
-        }
+    ) -> Result<Option<(View, KnownRoots)>, StepError> {
+        let view = self.views.acquire_existing(&known.roots, consumer).await?;
+        Ok(view.map(|view| (view, known)))
     }
 
     /// Waits (for at most [`WORKER_START_LIMIT`]) until the finished resolution of `request`
@@ -724,23 +712,6 @@ impl ContainerStep {
         view_result?;
         gc_result
     }
-}
-
-/// The resolution a view serves, with `known`'s roots in their order.
-fn resolved_from(view: &View, known: KnownRoots) -> Result<Resolved, StepError> {
-    let closure = view
-        .closure(known.roots.clone())
-        .map_err(|source| StepError::ViewClosure {
-            view: view.id.clone(),
-            source,
-        })?;
-    Ok(Resolved {
-        roots: known.roots,
-        closure,
-        main_program: known.main_program,
-        package_name: known.package_name,
-        package_version: known.package_version,
-    })
 }
 
 /// How [`ContainerStep::clean_up`] removes a container's state directory.

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use thiserror::Error;
 
 use crate::assemble::store_facts::{Entry, Outcome, StoreFacts, resolve_within};
-use crate::store::closure::Closure;
+use crate::store::members::Members;
 use crate::store::store_path::{STORE_DIR, StorePath};
 
 /// Why no program could be found.
@@ -89,7 +89,7 @@ impl fmt::Display for Searched<'_> {
 /// The `bin` directories of the given roots that exist in the store, in order.
 pub fn bin_dirs(
     view: &dyn StoreFacts,
-    closure: &Closure,
+    closure: &dyn Members,
     roots: &[StorePath],
 ) -> Result<Vec<PathBuf>, ProgramError> {
     let mut dirs = Vec::new();
@@ -110,7 +110,7 @@ pub fn bin_dirs(
 
 /// The entries of a `PATH` value that lie inside closure members: the only ones that exist in
 /// a container whose rootfs holds nothing but the closure.
-pub fn closure_path_dirs(closure: &Closure, path_value: &str) -> Vec<PathBuf> {
+pub fn closure_path_dirs(closure: &dyn Members, path_value: &str) -> Vec<PathBuf> {
     path_value
         .split(':')
         .filter(|dir| {
@@ -123,7 +123,7 @@ pub fn closure_path_dirs(closure: &Closure, path_value: &str) -> Vec<PathBuf> {
 /// Looks `name` (no `/`) up in `dirs`, like a shell does, and returns the first executable found.
 pub fn find_on_path(
     view: &dyn StoreFacts,
-    closure: &Closure,
+    closure: &dyn Members,
     what: &'static str,
     name: &str,
     dirs: &[PathBuf],
@@ -146,7 +146,7 @@ pub fn find_on_path(
 /// looked up in `dirs`.
 pub fn find_entrypoint(
     view: &dyn StoreFacts,
-    closure: &Closure,
+    closure: &dyn Members,
     roots: &[StorePath],
     value: &str,
     dirs: &[PathBuf],
@@ -208,7 +208,7 @@ pub fn find_entrypoint(
 /// nothing is there; an error when something is there but cannot be run in the container.
 pub fn check_program(
     view: &dyn StoreFacts,
-    closure: &Closure,
+    closure: &dyn Members,
     what: &'static str,
     path: &Path,
 ) -> Result<bool, ProgramError> {
@@ -247,7 +247,7 @@ pub fn check_program(
 
 /// The paths a container running only `closure` can see under the store: the store directory,
 /// its parents, and everything inside closure members.
-pub fn within_closure(closure: &Closure) -> impl Fn(&Path) -> bool + '_ {
+pub fn within_closure(closure: &dyn Members) -> impl Fn(&Path) -> bool + '_ {
     |path| {
         Path::new(STORE_DIR).starts_with(path)
             || path

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::assemble::program::within_closure;
 use crate::assemble::store_facts::{Entry, Outcome, StoreFacts, resolve_within};
-use crate::store::closure::Closure;
+use crate::store::members::Members;
 use crate::store::store_path::StorePath;
 
 /// One change to the process environment, applied without I/O and idempotently.
@@ -47,10 +47,11 @@ pub fn lookup<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
 /// order. Only regular files reached through closure members count.
 pub fn find_ca_bundle(
     view: &dyn StoreFacts,
-    closure: &Closure,
+    closure: &dyn Members,
     roots: &[StorePath],
 ) -> std::io::Result<Option<PathBuf>> {
-    let others = closure.paths().filter(|path| !roots.contains(path));
+    let members = closure.list()?;
+    let others = members.iter().filter(|path| !roots.contains(path));
     for member in roots.iter().chain(others) {
         for location in CA_BUNDLE_LOCATIONS {
             let candidate = member.as_path().join(location);
@@ -66,9 +67,9 @@ pub fn find_ca_bundle(
 /// [`CA_BUNDLE_LOCATIONS`]): what [`find_ca_bundle`] chooses from, computed once for a closure
 /// so that choosing ([`choose_ca_bundle`]) costs nothing per container. A store view records
 /// it when it is made: store paths never change.
-pub fn ca_bundles(view: &dyn StoreFacts, closure: &Closure) -> std::io::Result<Vec<PathBuf>> {
+pub fn ca_bundles(view: &dyn StoreFacts, closure: &dyn Members) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    for member in closure.paths() {
+    for member in closure.list()? {
         for location in CA_BUNDLE_LOCATIONS {
             let candidate = member.as_path().join(location);
             if is_bundle(view, closure, &candidate)? {
@@ -93,7 +94,11 @@ pub fn choose_ca_bundle(bundles: &[PathBuf], roots: &[StorePath]) -> Option<Path
         .cloned()
 }
 
-fn is_bundle(view: &dyn StoreFacts, closure: &Closure, candidate: &Path) -> std::io::Result<bool> {
+fn is_bundle(
+    view: &dyn StoreFacts,
+    closure: &dyn Members,
+    candidate: &Path,
+) -> std::io::Result<bool> {
     let outcome = resolve_within(view, candidate, &within_closure(closure))?;
     Ok(matches!(outcome, Outcome::Found(found) if matches!(found.entry, Entry::File { .. })))
 }

@@ -32,11 +32,12 @@ use crate::assemble::store_facts::StoreFacts;
 use crate::image::oci_image::EMPTY_IMAGE_ENTRYPOINT;
 use crate::store::store_path::STORE_DIR;
 
-/// Computes the plan that makes `input.base` run `input.resolved`, reading only what `view`
+/// Computes the plan that makes `input.base` run the closure of `input.roots`, reading only what `view`
 /// tells about the store. Deterministic: the same inputs give the same plan.
 pub fn plan(input: &PlanInput<'_>, view: &dyn StoreFacts) -> Result<SpecPlan, PlanError> {
     let PlanInput {
-        resolved,
+        roots,
+        members: closure,
         base,
         image,
         state_dir,
@@ -46,12 +47,11 @@ pub fn plan(input: &PlanInput<'_>, view: &dyn StoreFacts) -> Result<SpecPlan, Pl
     validate::check_state_dir(state_dir)?;
     let root = base.root().as_ref().ok_or(PlanError::NoRoot)?;
     let process = base.process().as_ref().ok_or(PlanError::NoProcess)?;
-    let closure = &resolved.closure;
     let base_mounts: &[Mount] = base.mounts().as_deref().unwrap_or_default();
     let base_env: &[String] = process.env().as_deref().unwrap_or_default();
     let base_args: &[String] = process.args().as_deref().unwrap_or_default();
 
-    let bin_dirs = program::bin_dirs(view, closure, &resolved.roots)?;
+    let bin_dirs = program::bin_dirs(view, closure, roots)?;
     let mut search = bin_dirs.clone();
     if let Some(pod_path) = env::lookup(base_env, "PATH") {
         for dir in program::closure_path_dirs(closure, pod_path) {
@@ -74,13 +74,13 @@ pub fn plan(input: &PlanInput<'_>, view: &dyn StoreFacts) -> Result<SpecPlan, Pl
         .collect();
     if !unset.is_empty() {
         let bundle = match input.ca_bundles {
-            Some(bundles) => env::choose_ca_bundle(bundles, &resolved.roots),
-            None => env::find_ca_bundle(view, closure, &resolved.roots).map_err(|source| {
-                PlanError::Store {
+            Some(bundles) => env::choose_ca_bundle(bundles, roots),
+            None => {
+                env::find_ca_bundle(view, closure, roots).map_err(|source| PlanError::Store {
                     path: STORE_DIR.into(),
                     source,
-                }
-            })?,
+                })?
+            }
         };
         if let Some(bundle) = bundle {
             for name in unset {
@@ -151,14 +151,13 @@ fn process_args(
     search: &[PathBuf],
     bin_dirs: &[PathBuf],
 ) -> Result<Vec<String>, PlanError> {
-    let closure = &input.resolved.closure;
+    let closure = input.members;
     let (base_args, placeholder) = match base_args.split_first() {
         Some((first, rest)) if first == EMPTY_IMAGE_ENTRYPOINT => (rest, true),
         _ => (base_args, false),
     };
     if let Some(entrypoint) = input.entrypoint {
-        let program =
-            program::find_entrypoint(view, closure, &input.resolved.roots, entrypoint, search)?;
+        let program = program::find_entrypoint(view, closure, input.roots, entrypoint, search)?;
         let mut args = vec![program.display().to_string()];
         args.extend(base_args.iter().cloned());
         return Ok(args);
@@ -166,11 +165,7 @@ fn process_args(
     let command = match base_args.first() {
         Some(command) if !placeholder => command,
         _ => {
-            let name = input
-                .resolved
-                .main_program
-                .as_deref()
-                .ok_or(ProgramError::NothingToRun)?;
+            let name = input.main_program.ok_or(ProgramError::NothingToRun)?;
             let program = program::find_on_path(view, closure, "main program", name, bin_dirs)?;
             let mut args = vec![program.display().to_string()];
             args.extend(base_args.iter().cloned());

@@ -11,7 +11,7 @@ use super::error::PlanError;
 use super::validate::base_destination;
 use crate::assemble::program::within_closure;
 use crate::assemble::store_facts::{Outcome, StoreFacts, resolve_within};
-use crate::store::closure::Closure;
+use crate::store::members::Members;
 use crate::store::store_path::{STORE_DIR, StorePath};
 
 /// Options of a closure member's bind: read-only, no setuid, no device nodes.
@@ -81,13 +81,17 @@ pub fn view_bind(store: &Path, base: &[Mount]) -> Result<Mount, PlanError> {
 /// files. Such members, and dangling links, are skipped and reported.
 pub fn closure_binds(
     view: &dyn StoreFacts,
-    closure: &Closure,
+    closure: &dyn Members,
     base: &[Mount],
 ) -> Result<(Vec<Mount>, Vec<SkippedMember>), PlanError> {
-    let mut mounts = Vec::with_capacity(closure.len());
+    let members = closure.list().map_err(|source| PlanError::Store {
+        path: STORE_DIR.into(),
+        source,
+    })?;
+    let mut mounts = Vec::with_capacity(members.len());
     let mut skipped = Vec::new();
     let inside_members = base_mounts_by_member(base);
-    for member in closure.paths() {
+    for member in &members {
         let store_error = |source| PlanError::Store {
             path: member.as_path().into(),
             source,

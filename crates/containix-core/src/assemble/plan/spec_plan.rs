@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::env::EnvEdit;
 use super::mounts::SkippedMember;
 use crate::resolve::resolved::Resolved;
+use crate::store::members::Members;
+use crate::store::store_path::StorePath;
 
 /// What the container image brings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,8 +24,13 @@ pub enum ImageKind {
 /// Everything a plan is computed from.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
-    /// The resolved request: roots, closure and main program.
-    pub resolved: &'a Resolved,
+    /// The closure's roots, in the request's order; the first is the main package.
+    pub roots: &'a [StorePath],
+    /// The closure's members: a [`crate::store::closure::Closure`], or the store view that
+    /// shows them ([`crate::assemble::view::view_members::ViewMembers`]).
+    pub members: &'a dyn Members,
+    /// The package's main program ([`crate::resolve::resolved::Resolved::main_program`]).
+    pub main_program: Option<&'a str>,
     /// The spec as containerd (or the CLI) made it; its `process.args` are the pod's command.
     pub base: &'a Spec,
     /// The entrypoint annotation, already validated: `/bin/app` or a program name.
@@ -40,6 +47,30 @@ pub struct PlanInput<'a> {
     /// a store view records them; `None` makes the plan look for one through the store, which
     /// costs a few lookups per closure member.
     pub ca_bundles: Option<&'a [PathBuf]>,
+}
+
+impl<'a> PlanInput<'a> {
+    /// The input that runs `resolved` on `base` with one bind per closure member and the CA
+    /// bundle searched for: a plan without a store view, as `containix spec` makes off the node.
+    pub fn for_resolved(
+        resolved: &'a Resolved,
+        base: &'a Spec,
+        entrypoint: Option<&'a str>,
+        image: ImageKind,
+        state_dir: &'a Path,
+    ) -> Self {
+        Self {
+            roots: &resolved.roots,
+            members: &resolved.closure,
+            main_program: resolved.main_program.as_deref(),
+            base,
+            entrypoint,
+            image,
+            state_dir,
+            store_view: None,
+            ca_bundles: None,
+        }
+    }
 }
 
 /// A file the plan writes into the state directory and mounts read-only.

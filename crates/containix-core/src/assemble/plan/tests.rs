@@ -20,15 +20,7 @@ fn input<'a>(
     entrypoint: Option<&'a str>,
     image: ImageKind,
 ) -> PlanInput<'a> {
-    PlanInput {
-        resolved,
-        base,
-        entrypoint,
-        image,
-        state_dir: Path::new(STATE_DIR),
-        store_view: None,
-        ca_bundles: None,
-    }
+    PlanInput::for_resolved(resolved, base, entrypoint, image, Path::new(STATE_DIR))
 }
 
 /// The spec survives oci-spec's own checks: a JSON round trip (which validates the process) and

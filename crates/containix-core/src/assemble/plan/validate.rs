@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use oci_spec::runtime::Mount;
 
 use super::error::PlanError;
-use crate::store::closure::Closure;
+use crate::store::members::Members;
 use crate::store::store_path::{STORE_DIR, StorePath};
 
 /// Normalises a mount destination to an absolute path inside the rootfs: `.` and repeated
@@ -69,7 +69,7 @@ pub fn check_state_dir(state_dir: &Path) -> Result<(), PlanError> {
 /// (at `/nix/store` only).
 pub fn check_mounts(
     mounts: &[Mount],
-    closure: &Closure,
+    closure: &dyn Members,
     state_dir: &Path,
     store_view: Option<&Path>,
 ) -> Result<(), PlanError> {

@@ -9,7 +9,8 @@
 //! to the host's mount table is copied into each new mount namespace on the node). The
 //! [`registry`] keeps views on disk under a node-wide lock per view, counts their users (one
 //! file per container or volume), holds one GC root per view, and removes a view with its root
-//! when its last user goes; [`record`] is what it writes.
+//! when its last user goes; [`record`] is what it writes. A container plans from its view's
+//! directory ([`view_members`]), not from the closure's path infos.
 
 pub mod error;
 pub mod mechanism;
@@ -17,8 +18,10 @@ pub mod mount_clone;
 pub mod record;
 pub mod registry;
 pub mod result_holder;
+pub mod view_members;
 
 pub use error::ViewError;
 pub use mechanism::ViewMechanism;
 pub use record::UserLease;
 pub use registry::{StoreViews, View, ViewSummary, ViewUser};
+pub use view_members::ViewMembers;

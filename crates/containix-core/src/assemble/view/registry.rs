@@ -19,6 +19,7 @@ use super::error::ViewError;
 use super::mechanism::{ViewMechanism, first_choice};
 use super::mount_clone::MountClone;
 use super::record::{UserLease, ViewPaths, ViewRecord, boot_id, view_id, write_atomically};
+use super::view_members::ViewMembers;
 use crate::assemble::plan::env;
 use crate::assemble::rootfs::{self, RootfsError};
 use crate::assemble::store_facts::HostStore;
@@ -27,7 +28,7 @@ use crate::resolve::held_closure::HeldClosure;
 use crate::resolve::resolved::Resolved;
 use crate::resolve::single_flight::{KeyLock, LockDir, LockError};
 use crate::state_file;
-use crate::store::closure::{Closure, ClosureError};
+use crate::store::closure::Closure;
 use crate::store::gc_roots::{GcRoots, validate_consumer};
 use crate::store::path_info::PathInfo;
 use crate::store::store_path::{STORE_DIR, StorePath};
@@ -57,13 +58,40 @@ pub struct View {
     pub store: PathBuf,
     /// The closure's CA bundles as the view recorded them (see [`ViewRecord::ca_bundles`]).
     pub ca_bundles: Option<Vec<PathBuf>>,
-    infos: Vec<PathInfo>,
+    /// How many store paths it shows.
+    pub member_count: usize,
+    /// Their NAR size, in bytes.
+    pub nar_size: u64,
+    paths: ViewPaths,
 }
 
 impl View {
-    /// The closure the view shows, with `roots` in the caller's order.
-    pub fn closure(&self, roots: Vec<StorePath>) -> Result<Closure, ClosureError> {
-        Closure::new(roots, self.infos.iter().cloned())
+    fn of(id: String, paths: ViewPaths, record: ViewRecord) -> Self {
+        Self {
+            id,
+            mechanism: record.mechanism,
+            store: paths.store(),
+            ca_bundles: record.ca_bundles,
+            member_count: record.members,
+            nar_size: record.nar_size,
+            paths,
+        }
+    }
+
+    /// Its members, answered from its directory: what a container's plan asks, at the cost of
+    /// one `lstat` per question.
+    pub fn members(&self) -> ViewMembers {
+        ViewMembers::new(self.store.clone())
+    }
+
+    /// The closure the view shows, with `roots` in the caller's order, read from the path infos
+    /// it recorded (`closure.json`; tens of milliseconds for thousands of members).
+    pub fn closure(&self, roots: Vec<StorePath>) -> Result<Closure, ViewError> {
+        let infos = self.paths.read_closure()?;
+        Closure::new(roots, infos).map_err(|source| ViewError::Corrupt {
+            path: self.paths.closure(),
+            message: source.to_string(),
+        })
     }
 }
 
@@ -171,15 +199,8 @@ impl StoreViews {
         {
             return Ok(None);
         }
-        let infos = paths.read_closure()?;
         add_user(&paths, consumer, &UserLease::this_boot())?;
-        Ok(Some(View {
-            id,
-            mechanism: record.mechanism,
-            store: paths.store(),
-            ca_bundles: record.ca_bundles,
-            infos,
-        }))
+        Ok(Some(View::of(id, paths, record)))
     }
 
     /// Takes the view of `resolution`'s closure for `consumer`, making it first if needed; the
@@ -211,16 +232,8 @@ impl StoreViews {
             && mounts_visible(&paths, &record)
             && self.roots_held(&id, &record.roots)
         {
-            let infos = paths.read_closure()?;
             add_user(&paths, consumer, &lease)?;
-            let view = View {
-                id,
-                mechanism: record.mechanism,
-                store: paths.store(),
-                ca_bundles: record.ca_bundles,
-                infos,
-            };
-            return Ok((view, resolution.release()));
+            return Ok((View::of(id, paths, record), resolution.release()));
         }
         // Unfinished, from an earlier boot, or unrooted: start again from nothing.
         remove_files(&id, &paths)?;
@@ -297,16 +310,7 @@ impl StoreViews {
             members = record.members,
             "store view made"
         );
-        Ok((
-            View {
-                id: id.to_owned(),
-                mechanism,
-                store: paths.store(),
-                ca_bundles: record.ca_bundles,
-                infos,
-            },
-            resolved,
-        ))
+        Ok((View::of(id.to_owned(), paths.clone(), record), resolved))
     }
 
     /// Removes `consumer` from every view it uses; a view left without users is removed with
