@@ -29,11 +29,17 @@ const STATUS_FILE: &str = "status.json";
 const LOCK_FILE: &str = "worker.lock";
 const WAITERS_DIR: &str = "waiters";
 
-/// How often a waiting shim reads the status at most: the first reads come sooner
-/// ([`FIRST_WAIT_POLL`], doubling up to this), so a resolution of a few milliseconds (a
-/// closure already in the store) is not made to wait for a whole poll.
+/// How often a waiting shim reads the status once the resolution has taken
+/// [`QUICK_WAIT`]: a build of minutes does not need its end seen sooner.
 const WAIT_POLL: Duration = Duration::from_millis(100);
-/// The first wait between two reads of the status.
+/// How often it reads the status at most before then: a resolution that makes the view of a
+/// closure of thousands of paths ends in under a second, and a longer poll would add most of
+/// its interval to the pod's start.
+const QUICK_WAIT_POLL: Duration = Duration::from_millis(10);
+/// How long a wait counts as quick.
+const QUICK_WAIT: Duration = Duration::from_secs(10);
+/// The first wait between two reads of the status, doubling up to the above: a resolution of
+/// a few milliseconds (a closure already in the store) is not made to wait for a whole poll.
 const FIRST_WAIT_POLL: Duration = Duration::from_millis(1);
 
 /// The detached resolutions of one node.
@@ -195,6 +201,7 @@ impl InflightBoard {
 
     /// Waits until `key`'s resolution is done or failed, or `deadline` comes.
     pub async fn wait(&self, key: &str, deadline: Instant) -> WaitOutcome {
+        let started = Instant::now();
         let mut poll = FIRST_WAIT_POLL;
         loop {
             // The worker writes its last status before it lets go of the lock: read the lock
@@ -212,7 +219,7 @@ impl InflightBoard {
                 return WaitOutcome::Pending(status);
             }
             tokio::time::sleep_until((now + poll).min(deadline)).await;
-            poll = (poll * 2).min(WAIT_POLL);
+            poll = (poll * 2).min(wait_poll(now - started));
         }
     }
 
@@ -313,10 +320,30 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The longest wait between two reads of a status, after `waited`.
+fn wait_poll(waited: Duration) -> Duration {
+    if waited < QUICK_WAIT {
+        QUICK_WAIT_POLL
+    } else {
+        WAIT_POLL
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resolve::inflight::work_request::WorkSource;
+
+    #[test]
+    fn a_wait_reads_often_at_first_and_seldom_in_a_long_build() {
+        assert_eq!(wait_poll(Duration::ZERO), QUICK_WAIT_POLL);
+        assert_eq!(
+            wait_poll(QUICK_WAIT - Duration::from_millis(1)),
+            QUICK_WAIT_POLL
+        );
+        assert_eq!(wait_poll(QUICK_WAIT), WAIT_POLL);
+        assert_eq!(wait_poll(Duration::from_secs(600)), WAIT_POLL);
+    }
 
     fn work() -> WorkRequest {
         WorkRequest {
