@@ -255,6 +255,7 @@ impl StoreViews {
         consumer: &str,
         lease: &UserLease,
     ) -> Result<(View, Resolved), ViewError> {
+        let started = std::time::Instant::now();
         let resolved = resolution
             .hold(&self.gc_roots, &Self::gc_consumer(id))
             .await
@@ -265,18 +266,27 @@ impl StoreViews {
         let (first, may_fall_back) = first_choice(self.setting);
         let closure = resolved.closure.clone();
         let root = paths.root();
-        let (mechanism, ca_bundles) = tokio::task::spawn_blocking(move || {
+        let held = started.elapsed();
+        let (mechanism, ca_bundles, timings) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let mechanism = fill(&root, &closure, first, may_fall_back)?;
+            let filled = started.elapsed();
             if mechanism == ViewMechanism::LinkFarm {
                 sync_filesystem_of(&root)?;
             }
+            let synced = started.elapsed();
             let ca_bundles =
                 env::ca_bundles(&HostStore, &closure).map_err(|source| RootfsError::Io {
                     action: "looking for CA bundles in",
                     path: STORE_DIR.into(),
                     source,
                 })?;
-            Ok::<_, RootfsError>((mechanism, ca_bundles))
+            let searched = started.elapsed();
+            Ok::<_, RootfsError>((
+                mechanism,
+                ca_bundles,
+                [filled, synced - filled, searched - synced],
+            ))
         })
         .await
         .expect("filling a view does not panic")
@@ -304,10 +314,16 @@ impl StoreViews {
         let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
         write_atomically(&paths.ready(), &json)?;
         add_user(paths, consumer, lease)?;
+        let ms = |took: Duration| (took.as_secs_f64() * 10_000.0).round() / 10.0;
         tracing::info!(
             view = id,
             mechanism = %mechanism,
             members = record.members,
+            root_ms = ms(held),
+            fill_ms = ms(timings[0]),
+            sync_ms = ms(timings[1]),
+            ca_ms = ms(timings[2]),
+            total_ms = ms(started.elapsed()),
             "store view made"
         );
         Ok((View::of(id.to_owned(), paths.clone(), record), resolved))

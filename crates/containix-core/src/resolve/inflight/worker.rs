@@ -101,6 +101,7 @@ pub async fn run_worker(
     board.write_status(key, &status)?;
     tracing::info!(key, request = %status.request, "detached resolution started");
 
+    let started = Instant::now();
     let (progress_tx, progress) = watch::channel(ResolveProgress::default());
     let resolve = resolver.resolve_with_progress(&request, &progress_tx);
     tokio::pin!(resolve);
@@ -131,6 +132,7 @@ pub async fn run_worker(
         }
         Some(Err(error)) => fail(board, key, &mut status, error.to_string(), times).await?,
         Some(Ok(resolution)) => {
+            let resolved_in = started.elapsed();
             let consumer = holder_consumer(key);
             match holder.hold(resolution, &consumer).await {
                 Err(message) => fail(board, key, &mut status, message, times).await?,
@@ -141,7 +143,13 @@ pub async fn run_worker(
                     status.result = Some(known.into());
                     status.updated_ms = now_ms();
                     board.write_status(key, &status)?;
-                    tracing::info!(key, "detached resolution done; handing over");
+                    let ms = |took: Duration| (took.as_secs_f64() * 10_000.0).round() / 10.0;
+                    tracing::info!(
+                        key,
+                        resolve_ms = ms(resolved_in),
+                        hold_ms = ms(started.elapsed() - resolved_in),
+                        "detached resolution done; handing over"
+                    );
                     hand_over(board, key, times).await;
                     // Off the board first: a pod that posts from now on starts a new
                     // resolution instead of reading a result whose view may be going.
