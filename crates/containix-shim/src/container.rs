@@ -120,11 +120,17 @@ pub fn kill_all_on_exit(spec: &Spec) -> bool {
 }
 
 /// The bundle's `config.json` (in `""`, the current directory). Unlike containerd-shim's
-/// `read_spec`, a parse error names the file.
+/// `read_spec`, a parse error names the file. Parsed from bytes, as the core parses specs, so
+/// the binary holds one copy of the spec types' deserialiser.
 pub async fn read_spec(bundle: impl AsRef<Path>) -> containerd_shim::Result<Spec> {
     let path = bundle.as_ref().join("config.json");
-    let text = containerd_shim::util::read_file_to_str(&path).await?;
-    serde_json::from_str(&text).map_err(|e| {
+    let text = tokio::fs::read(&path)
+        .await
+        .map_err(|err| containerd_shim::Error::IoError {
+            context: format!("read {}", path.display()),
+            err,
+        })?;
+    serde_json::from_slice(&text).map_err(|e| {
         containerd_shim::Error::Other(format!("reading the spec {}: {e}", path.display()))
     })
 }

@@ -142,7 +142,9 @@ pub fn prepare_bundle(
         source: err,
     };
     let original: Value = serde_json::from_slice(&original_text).map_err(parse_error)?;
-    let base: Spec = serde_json::from_value(original.clone()).map_err(parse_error)?;
+    // Parsed from the text again rather than from `original`: the shim parses specs from bytes
+    // too, so the binary holds one copy of the spec types' deserialiser instead of two.
+    let base: Spec = serde_json::from_slice(&original_text).map_err(parse_error)?;
 
     let plan = make_plan(&base)?;
     if plan.state_dir != state_dir {
