@@ -26,6 +26,7 @@ use crate::assemble::view::record::{boot_id, boot_started};
 use crate::assemble::view::registry::{StoreViews, View};
 use crate::request::annotations::{AnnotationError, PREFIX, PodAnnotations};
 use crate::request::container_request::Request;
+use crate::request::duration::millis;
 use crate::request::policy::node_policy::NodePolicy;
 use crate::resolve::inflight::board::{InflightBoard, WaitOutcome};
 use crate::resolve::inflight::status::InflightState;
@@ -196,9 +197,7 @@ impl Prepared {
         self.stages
             .iter()
             .find(|(name, _)| *name == stage)
-            .map_or(0.0, |(_, took)| {
-                (took.as_secs_f64() * 10_000.0).round() / 10.0
-            })
+            .map_or(0.0, |(_, took)| millis(*took))
     }
 
     /// Logs what was prepared and how long each stage took (one info event), and every

@@ -1,4 +1,5 @@
-//! Human durations as operators write them: `90s`, `2m`, `1m30s`, `1h`.
+//! Human durations as operators write them: `90s`, `2m`, `1m30s`, `1h`; and as log lines give
+//! them ([`millis`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -103,10 +104,23 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+/// `duration` in milliseconds, to a tenth: how log fields such as `resolve_ms` give it.
+pub fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn log_fields_give_milliseconds_to_a_tenth() {
+        assert_eq!(millis(Duration::ZERO), 0.0);
+        assert_eq!(millis(Duration::from_micros(13_449)), 13.4);
+        assert_eq!(millis(Duration::from_micros(13_450)), 13.5);
+        assert_eq!(millis(Duration::from_secs(2)), 2000.0);
+    }
 
     #[test]
     fn accepts_operator_forms() {

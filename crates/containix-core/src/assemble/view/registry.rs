@@ -23,6 +23,7 @@ use super::view_members::ViewMembers;
 use crate::assemble::plan::env;
 use crate::assemble::rootfs::{self, RootfsError};
 use crate::assemble::store_facts::HostStore;
+use crate::request::duration::millis;
 use crate::request::view_setting::ViewSetting;
 use crate::resolve::held_closure::HeldClosure;
 use crate::resolve::resolved::Resolved;
@@ -314,16 +315,15 @@ impl StoreViews {
         let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
         write_atomically(&paths.ready(), &json)?;
         add_user(paths, consumer, lease)?;
-        let ms = |took: Duration| (took.as_secs_f64() * 10_000.0).round() / 10.0;
         tracing::info!(
             view = id,
             mechanism = %mechanism,
             members = record.members,
-            root_ms = ms(held),
-            fill_ms = ms(timings[0]),
-            sync_ms = ms(timings[1]),
-            ca_ms = ms(timings[2]),
-            total_ms = ms(started.elapsed()),
+            root_ms = millis(held),
+            fill_ms = millis(timings[0]),
+            sync_ms = millis(timings[1]),
+            ca_ms = millis(timings[2]),
+            total_ms = millis(started.elapsed()),
             "store view made"
         );
         Ok((View::of(id.to_owned(), paths.clone(), record), resolved))

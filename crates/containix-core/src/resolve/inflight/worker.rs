@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::board::InflightBoard;
 use super::status::{InflightState, InflightStatus};
+use crate::request::duration::millis;
 use crate::resolve::known_roots::KnownRoots;
 use crate::resolve::progress::ResolveProgress;
 use crate::resolve::resolver::{Resolution, Resolver};
@@ -143,11 +144,10 @@ pub async fn run_worker(
                     status.result = Some(known.into());
                     status.updated_ms = now_ms();
                     board.write_status(key, &status)?;
-                    let ms = |took: Duration| (took.as_secs_f64() * 10_000.0).round() / 10.0;
                     tracing::info!(
                         key,
-                        resolve_ms = ms(resolved_in),
-                        hold_ms = ms(started.elapsed() - resolved_in),
+                        resolve_ms = millis(resolved_in),
+                        hold_ms = millis(started.elapsed() - resolved_in),
                         "detached resolution done; handing over"
                     );
                     hand_over(board, key, times).await;
