@@ -50,17 +50,23 @@ pub fn find_ca_bundle(
     closure: &dyn Members,
     roots: &[StorePath],
 ) -> std::io::Result<Option<PathBuf>> {
-    let members = closure.list()?;
-    let others = members.iter().filter(|path| !roots.contains(path));
-    for member in roots.iter().chain(others) {
-        for location in CA_BUNDLE_LOCATIONS {
-            let candidate = member.as_path().join(location);
-            if is_bundle(view, closure, &candidate)? {
-                return Ok(Some(candidate));
+    let first_in = |members: &mut dyn Iterator<Item = &StorePath>| {
+        for member in members {
+            for location in CA_BUNDLE_LOCATIONS {
+                let candidate = member.as_path().join(location);
+                if is_bundle(view, closure, &candidate)? {
+                    return Ok(Some(candidate));
+                }
             }
         }
+        Ok(None)
+    };
+    if let Some(bundle) = first_in(&mut roots.iter())? {
+        return Ok(Some(bundle));
     }
-    Ok(None)
+    // Listing the members reads a view's whole directory: only when no root has a bundle.
+    let members = closure.list()?;
+    first_in(&mut members.iter().filter(|path| !roots.contains(path)))
 }
 
 /// Every CA bundle in the closure, in store order (and, within a member, in the order of

@@ -32,8 +32,8 @@ use crate::assemble::store_facts::StoreFacts;
 use crate::image::oci_image::EMPTY_IMAGE_ENTRYPOINT;
 use crate::store::store_path::STORE_DIR;
 
-/// Computes the plan that makes `input.base` run the closure of `input.roots`, reading only what `view`
-/// tells about the store. Deterministic: the same inputs give the same plan.
+/// Computes the plan that makes `input.base` run the closure of `input.roots`, reading only
+/// what `view` tells about the store. Deterministic: the same inputs give the same plan.
 pub fn plan(input: &PlanInput<'_>, view: &dyn StoreFacts) -> Result<SpecPlan, PlanError> {
     let PlanInput {
         roots,
